@@ -9,11 +9,11 @@ class AgentError(Exception):
 
     status = 400
 
-    def __init__(self, error: str, status: int | None = None, **params: Any) -> None:
+    def __init__(self, error: str, *, http_status: int | None = None, **params: Any) -> None:
         super().__init__(error)
         self.error = error
-        if status is not None:
-            self.status = status
+        if http_status is not None:
+            self.status = http_status
         self.params = params
 
     def as_body(self) -> dict[str, Any]:

@@ -122,7 +122,7 @@ class JobStore:
             job = Job(id=job_id, client_ip=client_ip, containers=containers, data={})
             self.add(job)
         elif job.task is not None:
-            raise AgentError("Job is run by this node; its status cannot be set", status=409, id=job_id)
+            raise AgentError("Job is run by this node; its status cannot be set", http_status=409, id=job_id)
         if status != RUNNING and not job.finished:
             job.status = status
             job.completed_at = _now_iso()

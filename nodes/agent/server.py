@@ -282,7 +282,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     if job is None:
         raise NotFound("Job not found", id=request.match_info["job_id"])
     if job.finished and job.reason != "cancelled":
-        raise AgentError("Job already finished", status=409, id=job.id, job_status=job.status)
+        raise AgentError("Job already finished", http_status=409, id=job.id, job_status=job.status)
     await state.runner.cancel(job)
     return _json(job.as_result())
 

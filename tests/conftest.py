@@ -1,0 +1,17 @@
+import os
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``docker`` skip where no engine runs, except under CI, which starts one."""
+    from tests.support.docker_engine import docker_available
+
+    if docker_available():
+        return
+    if os.environ.get("CI") == "true":
+        return  # let them fail loudly: CI must not pass by skipping the Docker runtime
+    skip = pytest.mark.skip(reason="no Docker engine running (CI starts one)")
+    for item in items:
+        if "docker" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,32 @@
+"""Container i's output is container i+1's input; the first failure stops the chain."""
+
+
+def test_each_output_feeds_the_next_container(agent):
+    job = agent.wait(agent.submit(["upper", "suffix", "suffix"], {"text": "abc"}), intermediate=True)
+    assert job["status"] == "success"
+    assert job["result"] == {"container": "suffix", "output": {"text": "ABC!!"}}
+    assert job["intermediate_results"] == [
+        {"container": "upper", "output": {"text": "ABC"}},
+        {"container": "suffix", "output": {"text": "ABC!"}},
+    ]
+
+
+def test_the_first_failure_stops_the_chain_with_a_container_error(agent):
+    job = agent.wait(agent.submit(["upper", "refuse", "suffix"], {"text": "abc"}), intermediate=True)
+    assert job["status"] == "failed"
+    assert job["result"] == {"container": "refuse", "error": "this container refuses every job"}
+    # what ran before the failure is kept; what comes after it never ran
+    assert job["intermediate_results"] == [{"container": "upper", "output": {"text": "ABC"}}]
+
+
+def test_a_chain_can_mix_worker_and_command_containers(agent):
+    job = agent.wait(agent.submit(["upper", "wordcount"], {"text": "three little words"}))
+    assert job["result"] == {"container": "wordcount", "output": {"words": 3}}
+
+
+def test_a_streamed_chain_streams_the_last_container(agent):
+    response = agent.post("/api/jobs/stream", {"containers": ["upper", "suffix"], "data": {"text": "x"}}, stream=True)
+    body = response.content
+    job_id, _, rest = body.decode().partition("\n")
+    assert rest == '{"text":"X!"}'
+    assert agent.wait(job_id)["result"]["output"] == {"text": "X!"}
