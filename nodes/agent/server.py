@@ -126,7 +126,9 @@ async def json_errors(request: web.Request, handler):
 
 @web.middleware
 async def rate_limit(request: web.Request, handler):
-    request.app[STATE].limiter.check(_client_ip(request))
+    # health probes (supervisors, load balancers) are never throttled
+    if request.path != "/health":
+        request.app[STATE].limiter.check(_client_ip(request))
     return await handler(request)
 
 

@@ -72,7 +72,13 @@ class RunningAgent:
                 self.process.wait()
 
 
-def start_agent(tmp_path: Path, config: dict | None = None, state_dir: Path | None = None, startup_timeout: float = 60) -> RunningAgent:
+def start_agent(
+    tmp_path: Path,
+    config: dict | None = None,
+    state_dir: Path | None = None,
+    startup_timeout: float = 60,
+    env: dict | None = None,
+) -> RunningAgent:
     port = free_port()
     state_dir = state_dir or tmp_path / "state"
     command = [sys.executable, "manage.py", "runnode", "--port", str(port), "--state-dir", str(state_dir)]
@@ -83,7 +89,7 @@ def start_agent(tmp_path: Path, config: dict | None = None, state_dir: Path | No
     log_path = tmp_path / f"agent-{port}.log"
     log_file = open(log_path, "wb")
     process = subprocess.Popen(
-        command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ}
+        command, cwd=PROJECT_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
     )
     agent = RunningAgent(f"http://127.0.0.1:{port}", port, process, state_dir, log_path)
     deadline = time.monotonic() + startup_timeout

@@ -56,6 +56,13 @@ class DockerRuntime(HttpServiceRuntime):
         from docker.types import DeviceRequest
 
         client = self._client()
+        try:
+            # checked first: containers.run would otherwise try to pull from a registry
+            client.images.get(self.container.image)
+        except ImageNotFound:
+            raise DockerUnavailable(
+                f"image {self.container.image} is not on this machine (docker pull or docker load it first)"
+            ) from None
         self._remove_container(client)
         options = {
             "name": self.container_name,
@@ -71,8 +78,6 @@ class DockerRuntime(HttpServiceRuntime):
             options["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         try:
             client.containers.run(self.container.image, **options)
-        except ImageNotFound:
-            raise DockerUnavailable(f"image {self.container.image} is not on this machine") from None
         except APIError as exc:
             raise DockerUnavailable(f"cannot start container {self.container.id}: {exc.explanation}") from None
         log.info("started docker container %s (%s)", self.container.id, self.container.image)

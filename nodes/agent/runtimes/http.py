@@ -16,6 +16,7 @@ from nodes.agent.runtimes.base import Chunk, ContainerCall, EventSink, Runtime
 # Infernet's JobLocation
 OFFCHAIN = 1
 STREAM = 2
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class HttpServiceRuntime(Runtime):
@@ -38,7 +39,8 @@ class HttpServiceRuntime(Runtime):
         }
         url = f"{self.base_url()}/service_output"
         try:
-            async with self._session.post(url, json=body) as response:
+            payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+            async with self._session.post(url, data=payload, headers=JSON_HEADERS) as response:
                 if response.status != 200:
                     text = (await response.text(errors="replace"))[:500]
                     raise ContainerFailure(f"container answered HTTP {response.status}: {text}")
