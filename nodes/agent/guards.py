@@ -58,12 +58,19 @@ def parse_job_request(body: Any, config: AgentConfig, client_ip: str) -> JobRequ
         raise BadRequest("First container must be external", first_container=containers[0])
     if requires_proof and not config.container(containers[-1]).generates_proofs:
         raise BadRequest("Container does not generate proof", container=containers[-1])
-    address = ipaddress.ip_address(client_ip)
     for container_id in containers:
         networks = config.container(container_id).networks
-        if networks and not any(address in network for network in networks):
+        if networks and not _address_in(client_ip, networks):
             raise Forbidden("Container not allowed for address", container=container_id, address=client_ip)
     return JobRequest(containers=containers, data=data, requires_proof=requires_proof)
+
+
+def _address_in(client_ip: str, networks) -> bool:
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:  # a peer with no IP (a unix socket) matches no allow-list
+        return False
+    return any(address in network for network in networks)
 
 
 class RateLimiter:

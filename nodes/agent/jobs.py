@@ -217,7 +217,8 @@ class JobRunner:
                 job.progress = (index + event.fraction) / count
             elif isinstance(event, Chunk) and stream and event.data:
                 streamed = True
-                job.stream.put_nowait(event.data)
+                if job.stream is not None:
+                    job.stream.put_nowait(event.data)
 
         call = ContainerCall(job_id=job.id, data=data, requires_proof=job.requires_proof, stream=stream)
         try:
@@ -227,7 +228,7 @@ class JobRunner:
             return self._fail(job, container_id, f"Container timed out after {container.timeout_seconds:g}s", "timeout")
         except ContainerFailure as failure:
             return self._fail(job, container_id, failure.message, "container_error")
-        if stream and not streamed:
+        if stream and not streamed and job.stream is not None:
             # a container that does not stream still gives the stream its whole output
             job.stream.put_nowait(json_bytes(output))
         return output

@@ -256,9 +256,10 @@ async def create_job_stream(request: web.Request) -> web.StreamResponse:
                     await asyncio.sleep(wait)
             await response.write(chunk)
         await response.write_eof()
-    except (ConnectionResetError, asyncio.CancelledError):
-        # the client left; the job runs on and its result stays fetchable
-        pass
+    except ConnectionResetError:
+        pass  # the client left; the job runs on and its result stays fetchable
+    finally:
+        job.stream = None  # nobody reads the chunks any more: stop queueing them
     return response
 
 
@@ -285,6 +286,8 @@ async def cancel_job(request: web.Request) -> web.Response:
         raise NotFound("Job not found", id=request.match_info["job_id"])
     if job.finished and job.reason != "cancelled":
         raise AgentError("Job already finished", http_status=409, id=job.id, job_status=job.status)
+    if job.task is None:
+        raise AgentError("Job is run by a container on its own; it cannot be cancelled here", http_status=409, id=job.id)
     await state.runner.cancel(job)
     return _json(job.as_result())
 

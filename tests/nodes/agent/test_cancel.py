@@ -3,6 +3,8 @@ import os
 import time
 import uuid
 
+import requests
+
 from tests.support.agent import start_agent
 
 
@@ -64,8 +66,6 @@ def test_an_unknown_job_is_a_404(agent):
 
 
 def requests_delete(agent, job_id):
-    import requests
-
     return requests.delete(f"{agent.url}/api/jobs/{job_id}", timeout=10)
 
 
@@ -83,3 +83,14 @@ def _sleep_processes() -> set[int]:
         if cmdline[:2] == [b"sleep", b"30"]:
             found.add(int(entry))
     return found
+
+
+def test_a_job_a_legacy_container_records_itself_cannot_be_cancelled_here(agent):
+    job_id = str(uuid.uuid4())
+    response = requests.put(
+        f"{agent.url}/api/status", json={"id": job_id, "status": "running", "containers": ["echo"]}, timeout=10
+    )
+    assert response.status_code == 200
+    refused = requests_delete(agent, job_id)
+    assert refused.status_code == 409
+    assert refused.json()["error"] == "Job is run by a container on its own; it cannot be cancelled here"

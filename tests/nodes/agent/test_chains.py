@@ -1,4 +1,5 @@
 """Container i's output is container i+1's input; the first failure stops the chain."""
+import json
 
 
 def test_each_output_feeds_the_next_container(agent):
@@ -30,3 +31,22 @@ def test_a_streamed_chain_streams_the_last_container(agent):
     job_id, _, rest = body.decode().partition("\n")
     assert rest == '{"text":"X!"}'
     assert agent.wait(job_id)["result"]["output"] == {"text": "X!"}
+
+
+def test_a_stream_client_that_leaves_early_does_not_stop_the_job(agent):
+    import socket
+
+    body = json.dumps({"containers": ["tokens"], "data": {"text": "a b c d e f g h", "delay": 0.05}}).encode()
+    with socket.create_connection(("127.0.0.1", agent.port)) as sock:
+        sock.sendall(
+            b"POST /api/jobs/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = b""
+        while b"\r\n\r\n" not in head or head.count(b"\n") < 8:
+            head += sock.recv(4096)
+    # the client is gone after the first chunks; the job finishes and keeps its result
+    job_id = head.split(b"\r\n\r\n", 1)[1].split(b"\r\n")[1].decode().strip()
+    job = agent.wait(job_id)
+    assert job["status"] == "success"
+    assert job["result"]["output"] == {"text": "a b c d e f g h", "tokens": 8}
