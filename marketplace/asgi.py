@@ -1,6 +1,19 @@
+"""The ASGI application: Django for HTTP, plus the streaming routes (SSE, WebSocket) on Channels."""
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402  (needs Django set up)
+from django.urls import re_path  # noqa: E402
+
+from jobs.routing import http_urlpatterns, websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": URLRouter([*http_urlpatterns, re_path(r"", django_application)]),
+        "websocket": URLRouter(websocket_urlpatterns),
+    }
+)

@@ -26,12 +26,16 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "django_dramatiq",
     "marketplace",
     "jobs",
     "nodes",
@@ -40,6 +44,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "marketplace.errors.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,11 +77,27 @@ ASGI_APPLICATION = "marketplace.asgi.application"
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     DATABASES = {"default": database_from_url(_database_url)}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql") and env_bool("DATABASE_POOL", True):
+        # Under ASGI, persistent connections ran PostgreSQL out of connections and
+        # CONN_MAX_AGE=0 capped writes (ENVIRONMENT.md); Django's own pool does neither.
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env_int("DATABASE_POOL_MIN", 1),
+            "max_size": env_int("DATABASE_POOL_MAX", 10),
+            "timeout": 30,
+        }
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(VAR_DIR / "marketplace.sqlite3"),
+            # WAL lets the web process read while a worker writes; the busy
+            # timeout makes a writer wait for the lock instead of failing
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": env_str("MARKETPLACE_TEST_SQLITE", "") or None},
         }
     }
 
@@ -89,6 +110,75 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+
+# --- services: broker, channel layer, cache ------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+DRAMATIQ_BROKER_URL = env_str("DRAMATIQ_BROKER_URL")
+
+_dramatiq_middleware = [
+    "dramatiq.middleware.AgeLimit",
+    "dramatiq.middleware.TimeLimit",
+    "dramatiq.middleware.Callbacks",
+    "dramatiq.middleware.Retries",
+    "django_dramatiq.middleware.DbConnectionsMiddleware",
+    "jobs.sweeper.SweeperMiddleware",
+]
+if DRAMATIQ_BROKER_URL.startswith("amqp://"):
+    DRAMATIQ_BROKER = {
+        "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+        "OPTIONS": {"url": DRAMATIQ_BROKER_URL},
+        "MIDDLEWARE": _dramatiq_middleware,
+    }
+elif DRAMATIQ_BROKER_URL.startswith(("redis://", "rediss://")):
+    DRAMATIQ_BROKER = {
+        "BROKER": "dramatiq.brokers.redis.RedisBroker",
+        # works, but its idle poll adds up to a second to a job that arrives alone
+        # (ENVIRONMENT.md); RabbitMQ is the broker for dispatch latency
+        "OPTIONS": {"url": DRAMATIQ_BROKER_URL},
+        "MIDDLEWARE": _dramatiq_middleware,
+    }
+elif DRAMATIQ_BROKER_URL:
+    raise ImproperlyConfigured("DRAMATIQ_BROKER_URL must start with amqp:// or redis://")
+else:
+    DRAMATIQ_BROKER = {
+        "BROKER": "dramatiq.brokers.stub.StubBroker",
+        "OPTIONS": {},
+        "MIDDLEWARE": _dramatiq_middleware,
+    }
+# True when workers run inside the web process (runmarket on the embedded default)
+DRAMATIQ_IN_PROCESS = not DRAMATIQ_BROKER_URL
+DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "marketplace.channel_layer.ThreadSafeInMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["marketplace.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["marketplace.throttles.ApiKeyRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "marketplace.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 1024 * 1024)
+
+# --- marketplace policy (defaults; staff override per customer in the admin) --------
+RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60)
+RATE_LIMIT_PER_HOUR = env_int("RATE_LIMIT_PER_HOUR", 1000)
+MAX_CONCURRENT_JOBS = env_int("MAX_CONCURRENT_JOBS", 20)
+MAX_TIMEOUT_SECONDS = env_int("MAX_TIMEOUT_SECONDS", 24 * 3600)
+JOB_QUEUE_TIMEOUT_SECONDS = env_int("JOB_QUEUE_TIMEOUT_SECONDS", 300)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+NODE_HEARTBEAT_SECONDS = env_int("NODE_HEARTBEAT_SECONDS", 5)
+NODE_OFFLINE_AFTER_SECONDS = env_int("NODE_OFFLINE_AFTER_SECONDS", 20)
+NODE_AUTO_APPROVE = env_bool("NODE_AUTO_APPROVE", True)
 
 # The node agent (nodes/agent) reads its own settings from its config file and
 # command line; these are only its defaults when runnode is given none.

@@ -80,6 +80,9 @@ class AgentConfig:
     result_ttl_seconds: float = 3600.0
     stream_first_chunk_gap_ms: float = 2.0
     chain_address: str = ""
+    # what the node tells the marketplace when it enrols
+    capacity: int = 8
+    price_per_second_wei: str = "0"
 
     def container(self, container_id: str) -> ContainerConfig | None:
         return self._by_id.get(container_id)
@@ -209,6 +212,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> AgentConfig
         raise ConfigError(str(exc)) from None
     if config.max_pending_jobs < 1 or config.max_finished_jobs < 1 or config.max_body_bytes < 1:
         raise ConfigError("max_pending_jobs, max_finished_jobs and max_body_bytes must be positive")
+    if config.capacity < 1 or not str(config.price_per_second_wei).isdigit():
+        raise ConfigError("capacity must be positive and price_per_second_wei a whole number of wei")
     if config.rate_limit.num_requests < 1 or config.rate_limit.period <= 0:
         raise ConfigError("rate_limit must allow at least one request per positive period")
     return config

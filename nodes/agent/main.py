@@ -4,18 +4,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
 from nodes.agent.config import AgentConfig
+from nodes.agent.identity import load_or_create_identity
+from nodes.agent.marketplace_link import enroll, heartbeat_loop
 from nodes.agent.server import build_app, build_state
 
 log = logging.getLogger(__name__)
 
 
-async def serve(config: AgentConfig, state_dir: Path, *, access_log: bool = False, ready=print) -> None:
-    state = build_state(config, state_dir)
+@dataclass(frozen=True)
+class MarketplaceOptions:
+    url: str
+    enroll_token: str | None
+    public_url: str
+    name: str
+
+
+async def serve(config: AgentConfig, state_dir: Path, *, access_log: bool = False, ready=print,
+                marketplace: MarketplaceOptions | None = None) -> None:
+    identity = load_or_create_identity(state_dir)
+    enrollment = None
+    if marketplace is not None:
+        enrollment = await enroll(
+            marketplace=marketplace.url, token=marketplace.enroll_token, config=config, identity=identity,
+            state_dir=state_dir, public_url=marketplace.public_url, name=marketplace.name,
+        )
+    state = build_state(
+        config, state_dir, identity=identity,
+        node_id=enrollment.node_id if enrollment else "",
+        push_token=enrollment.push_token if enrollment else "",
+    )
     app = build_app(state)
     runner = web.AppRunner(app, access_log=log if access_log else None, handle_signals=False)
     await runner.setup()
@@ -26,6 +49,10 @@ async def serve(config: AgentConfig, state_dir: Path, *, access_log: bool = Fals
             f"node agent {state.node_id} listening on http://{config.host}:{config.port} "
             f"({len(config.containers)} containers: {', '.join(c.id for c in config.containers)})"
         )
+        if enrollment is not None:
+            report = lambda: {"pending": state.store.pending, "capacity": config.capacity}  # noqa: E731
+            state.background.add(asyncio.create_task(heartbeat_loop(enrollment, identity, report)))
+            ready(f"enrolled with {enrollment.marketplace} as {enrollment.node_id}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -35,5 +62,6 @@ async def serve(config: AgentConfig, state_dir: Path, *, access_log: bool = Fals
         await runner.cleanup()
 
 
-def run(config: AgentConfig, state_dir: Path, *, access_log: bool = False) -> None:
-    asyncio.run(serve(config, state_dir, access_log=access_log))
+def run(config: AgentConfig, state_dir: Path, *, access_log: bool = False,
+        marketplace: MarketplaceOptions | None = None) -> None:
+    asyncio.run(serve(config, state_dir, access_log=access_log, marketplace=marketplace))

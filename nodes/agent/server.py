@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -46,6 +47,8 @@ class AgentState:
     runner: JobRunner
     runtimes: dict[str, Runtime]
     limiter: RateLimiter
+    # set once the node is enrolled: the marketplace presents it when it pushes jobs
+    push_token: str = ""
     background: set[asyncio.Task] = field(default_factory=set)
 
 
@@ -61,8 +64,12 @@ def _json(body: Any, status: int = 200, headers: dict | None = None) -> web.Resp
     )
 
 
+MARKETPLACE_CLIENT = "marketplace"
+
+
 def _client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """Who owns the jobs of this request: the marketplace, or the caller's address (as on Infernet)."""
+    return request.get("client") or request.remote or "unknown"
 
 
 def _is_loopback(address: str) -> bool:
@@ -125,9 +132,22 @@ async def json_errors(request: web.Request, handler):
 
 
 @web.middleware
+async def marketplace_auth(request: web.Request, handler):
+    """A request with a bearer token must carry the push token the marketplace was given."""
+    authorization = request.headers.get("Authorization")
+    if authorization is not None:
+        push_token = request.app[STATE].push_token
+        scheme, _, token = authorization.partition(" ")
+        if not push_token or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), push_token):
+            raise AgentError("Unauthorized", http_status=401)
+        request["client"] = MARKETPLACE_CLIENT
+    return await handler(request)
+
+
+@web.middleware
 async def rate_limit(request: web.Request, handler):
-    # health probes (supervisors, load balancers) are never throttled
-    if request.path != "/health":
+    # health probes and the marketplace's own pushes are never throttled
+    if request.path != "/health" and request.get("client") != MARKETPLACE_CLIENT:
         request.app[STATE].limiter.check(_client_ip(request))
     return await handler(request)
 
@@ -352,9 +372,10 @@ async def _stop(app: web.Application) -> None:
             await runtime.stop()
 
 
-def build_state(config: AgentConfig, state_dir: Path) -> AgentState:
-    identity = load_or_create_identity(state_dir)
-    node_id = config.node_id or identity.default_node_id
+def build_state(config: AgentConfig, state_dir: Path, identity: Identity | None = None, node_id: str = "",
+                push_token: str = "") -> AgentState:
+    identity = identity or load_or_create_identity(state_dir)
+    node_id = node_id or config.node_id or identity.default_node_id
     store = JobStore(config)
     runtimes = {c.id: RUNTIME_CLASSES[c.runtime](c) for c in config.containers}
     return AgentState(
@@ -365,11 +386,14 @@ def build_state(config: AgentConfig, state_dir: Path) -> AgentState:
         runner=JobRunner(config, runtimes, store, identity, node_id),
         runtimes=runtimes,
         limiter=RateLimiter(config.rate_limit),
+        push_token=push_token,
     )
 
 
 def build_app(state: AgentState) -> web.Application:
-    app = web.Application(middlewares=[json_errors, rate_limit], client_max_size=state.config.max_body_bytes)
+    app = web.Application(
+        middlewares=[json_errors, marketplace_auth, rate_limit], client_max_size=state.config.max_body_bytes
+    )
     app[STATE] = state
     app.router.add_get("/health", health)
     app.router.add_get("/info", info)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from nodes.agent.config import ConfigError, load_config
-from nodes.agent.main import run
+from nodes.agent.main import MarketplaceOptions, run
+from nodes.agent.marketplace_link import LinkError
 from nodes.agent.runtimes.docker import DockerUnavailable
 
 
@@ -22,6 +24,10 @@ class Command(BaseCommand):
         parser.add_argument("--state-dir", help="where the identity key lives (default var/agent)")
         parser.add_argument("--node-id", help="this node's id (default: derived from its identity key)")
         parser.add_argument("--access-log", action="store_true", help="log every request")
+        parser.add_argument("--marketplace", help="marketplace URL to enrol with and send heartbeats to")
+        parser.add_argument("--enroll-token", help="one-time enrolment token from the miner dashboard or admin")
+        parser.add_argument("--public-url", help="URL the marketplace reaches this agent at (default http://HOST:PORT)")
+        parser.add_argument("--name", default="", help="a name for this node on the marketplace")
 
     def handle(self, *args, **options):
         try:
@@ -35,9 +41,19 @@ class Command(BaseCommand):
             raise CommandError(f"bad agent config: {exc}") from None
         state_dir = Path(options["state_dir"] or config.state_dir or settings.NODE_AGENT_STATE_DIR)
         logging.getLogger("aiohttp.access").setLevel(logging.INFO if options["access_log"] else logging.WARNING)
+        marketplace = None
+        if options["marketplace"]:
+            marketplace = MarketplaceOptions(
+                url=options["marketplace"].rstrip("/"),
+                enroll_token=options["enroll_token"],
+                public_url=options["public_url"] or f"http://{config.host}:{config.port}",
+                name=options["name"] or socket.gethostname(),
+            )
+        elif options["enroll_token"]:
+            raise CommandError("--enroll-token needs --marketplace URL")
         try:
-            run(config, state_dir, access_log=options["access_log"])
-        except DockerUnavailable as exc:
+            run(config, state_dir, access_log=options["access_log"], marketplace=marketplace)
+        except (DockerUnavailable, LinkError) as exc:
             raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(f"cannot start the agent: {exc}") from None

@@ -1,0 +1,127 @@
+"""The customer job API (the AITBC client surface): parse, call one service, render."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timezone as dt_timezone
+
+from django.http import HttpResponse
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs.exceptions import InvalidQuery, JobStateConflict
+from jobs.models import Job, JobStatus
+from jobs.selectors import job_get_for_customer, jobs_page
+from jobs.serializers import JobSubmitSerializer, job_detail, job_summary
+from jobs.services.lifecycle import job_cancel
+from jobs.services.submit import JobSpec, job_submit
+
+MAX_LIMIT = 100
+
+
+def _limit(request) -> int:
+    raw = request.query_params.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _page(request, queryset) -> dict:
+    jobs, total, cursor = jobs_page(queryset=queryset, limit=_limit(request), cursor=request.query_params.get("cursor"))
+    return {"jobs": [job_summary(j) for j in jobs], "total": total, "has_more": cursor is not None, "next_cursor": cursor}
+
+
+class JobListCreateApi(APIView):
+    def post(self, request):
+        serializer = JobSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        requirements = data["requirements"]
+        spec = JobSpec(
+            model=data.get("model", ""),
+            containers=data.get("containers", []),
+            input=data["input"],
+            output_config=dict(data["output_config"]),
+            gpu_type=requirements["gpu_type"],
+            gpu_count=requirements["gpu_count"],
+            min_vram_gb=requirements["min_vram_gb"],
+            priority=data["priority"],
+            timeout_seconds=data["timeout_seconds"],
+        )
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and not 1 <= len(key) <= 200:
+            raise InvalidQuery("Idempotency-Key must be 1 to 200 characters")
+        submission = job_submit(principal=request.user, spec=spec, idempotency_key=key)
+        job = submission.job
+        return Response(
+            {
+                "job_id": job.public_id,
+                "status": job.status,
+                "estimated_cost": str(job.estimated_cost_wei),
+                "estimated_time_seconds": job.estimated_time_seconds,
+                "policy_version": job.policy_version,
+            },
+            status=201 if submission.created else 200,
+        )
+
+    def get(self, request):
+        queryset = Job.objects.filter(customer=request.user.customer)
+        status = request.query_params.get("status")
+        if status:
+            if status not in JobStatus.values:
+                raise InvalidQuery(f"status must be one of {', '.join(JobStatus.values)}")
+            queryset = queryset.filter(status=status)
+        return Response(_page(request, queryset))
+
+
+def _parse_day(raw: str | None, name: str, end: bool) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidQuery(f"{name} must be a date like 2026-01-31") from None
+    return datetime.combine(day, time.max if end else time.min, tzinfo=dt_timezone.utc)
+
+
+class JobHistoryApi(APIView):
+    def get(self, request):
+        start = _parse_day(request.query_params.get("from"), "from", end=False)
+        end = _parse_day(request.query_params.get("to"), "to", end=True)
+        if start and end and start > end:
+            raise InvalidQuery("from must not be after to")
+        queryset = Job.objects.filter(customer=request.user.customer)
+        if start:
+            queryset = queryset.filter(created_at__gte=start)
+        if end:
+            queryset = queryset.filter(created_at__lte=end)
+        body = _page(request, queryset)
+        body["from"] = request.query_params.get("from")
+        body["to"] = request.query_params.get("to")
+        return Response(body)
+
+
+class JobDetailApi(APIView):
+    def get(self, request, job_id: str):
+        return Response(job_detail(job_get_for_customer(customer=request.user.customer, job_id=job_id)))
+
+    def delete(self, request, job_id: str):
+        job = job_get_for_customer(customer=request.user.customer, job_id=job_id)
+        return Response(job_detail(job_cancel(job=job)))
+
+
+class JobDownloadApi(APIView):
+    def get(self, request, job_id: str):
+        job = job_get_for_customer(customer=request.user.customer, job_id=job_id)
+        if job.status != JobStatus.COMPLETED:
+            raise JobStateConflict(f"job {job.public_id} has no result to download (it is {job.status})")
+        wants_text = job.output_config.get("format") == "text"
+        if wants_text:
+            text = job.result.get("text") if isinstance(job.result, dict) and "text" in job.result else None
+            body = text if isinstance(text, str) else json.dumps(job.result)
+            response = HttpResponse(body, content_type="text/plain; charset=utf-8")
+            extension = "txt"
+        else:
+            response = HttpResponse(json.dumps(job.result), content_type="application/json")
+            extension = "json"
+        response["Content-Disposition"] = f'attachment; filename="{job.public_id}.{extension}"'
+        return response

@@ -1,0 +1,137 @@
+"""The Job and its history: events (every transition) and attempts (every node it ran on)."""
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from billing.models import WEI
+from marketplace.ids import public_id
+from marketplace.models import ApiKey, Customer
+from nodes.models import Node
+
+
+def _job_id() -> str:
+    return public_id("job", 12)
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.ASSIGNED, JobStatus.RUNNING})
+
+
+class Priority(models.TextChoices):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Job(models.Model):
+    public_id = models.CharField(max_length=40, unique=True, default=_job_id, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="jobs")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
+
+    # what to run: a model (the marketplace picks the container) or an explicit chain
+    model = models.CharField(max_length=100, blank=True, db_index=True)
+    containers = models.JSONField(default=list, blank=True)
+    input = models.JSONField(null=True)
+    output_config = models.JSONField(default=dict, blank=True)
+    gpu_type = models.CharField(max_length=40, blank=True)
+    gpu_count = models.PositiveIntegerField(default=0)
+    min_vram_gb = models.FloatField(default=0)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    timeout_seconds = models.PositiveIntegerField(default=3600)
+
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    status_reason = models.CharField(max_length=300, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    node_job_id = models.CharField(max_length=64, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    receipt = models.JSONField(null=True, blank=True)
+    receipt_verified = models.BooleanField(default=False)
+
+    estimated_cost_wei = models.DecimalField(**WEI, default=0)
+    estimated_time_seconds = models.PositiveIntegerField(default=0)
+    policy_version = models.PositiveIntegerField(default=0)
+
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+
+    # dispatch bookkeeping: which worker holds the job, until when, and where it failed
+    attempt_count = models.PositiveSmallIntegerField(default=0)
+    excluded_nodes = models.JSONField(default=list, blank=True)
+    lease_owner = models.CharField(max_length=40, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    queue_deadline = models.DateTimeField(null=True, blank=True)
+    next_dispatch_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="job_idempotency_key_per_customer",
+            )
+        ]
+        indexes = [models.Index(fields=["customer", "-id"]), models.Index(fields=["status", "next_dispatch_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def container_data(self):
+        """What the first container gets: an object input as is, anything else under "input"."""
+        return self.input if isinstance(self.input, dict) else {"input": self.input}
+
+
+class JobEvent(models.Model):
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    old_status = models.CharField(max_length=10, blank=True)
+    new_status = models.CharField(max_length=10)
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class JobAttempt(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        LOST = "lost"
+        CANCELLED = "cancelled"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="attempts")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING, db_index=True)
+    node_job_id = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [models.UniqueConstraint(fields=["job", "number"], name="job_attempt_number")]

@@ -1,0 +1,108 @@
+"""HTTP calls from the marketplace to a node agent, authenticated with the node's push token."""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+
+import requests
+
+from nodes.models import Node
+
+CONNECT_TIMEOUT = 5
+CALL_TIMEOUT = 10
+
+
+class NodeUnreachable(Exception):
+    """The node could not be reached, or broke off: the attempt fails over."""
+
+
+class NodeRefused(Exception):
+    """The node answered the push with an error: the attempt fails over."""
+
+
+def _headers(node: Node) -> dict[str, str]:
+    return {"Authorization": f"Bearer {node.push_token}"}
+
+
+@dataclass
+class StreamEvent:
+    kind: str  # "id", "chunk", "end" or "error"
+    value: object = None
+
+
+class JobStream:
+    """A job pushed on the node's /api/jobs/stream, read by a thread into a queue.
+
+    The reading thread blocks on the socket; the worker's own thread stays free to
+    renew its lease, watch the deadline and notice a cancel between chunks.
+    """
+
+    def __init__(self, node: Node, containers: list[str], data) -> None:
+        try:
+            self._response = requests.post(
+                f"{node.url.rstrip('/')}/api/jobs/stream",
+                json={"containers": containers, "data": data},
+                headers=_headers(node),
+                stream=True,
+                timeout=(CONNECT_TIMEOUT, None),
+            )
+        except requests.RequestException as exc:
+            raise NodeUnreachable(f"node {node.public_id} is unreachable: {type(exc).__name__}") from None
+        if self._response.status_code != 200:
+            try:
+                message = self._response.json().get("error", "")
+            except ValueError:
+                message = self._response.text[:200]
+            self._response.close()
+            raise NodeRefused(f"node {node.public_id} refused the job (HTTP {self._response.status_code}): {message}")
+        self.events: queue.Queue[StreamEvent] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, name=f"stream-{node.public_id}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        buffered = b""
+        job_id_sent = False
+        try:
+            for chunk in self._response.iter_content(chunk_size=None):
+                if not job_id_sent:
+                    buffered += chunk
+                    if b"\n" not in buffered:
+                        continue
+                    line, _, chunk = buffered.partition(b"\n")
+                    self.events.put(StreamEvent("id", line.decode().strip()))
+                    job_id_sent = True
+                if chunk:
+                    self.events.put(StreamEvent("chunk", chunk))
+            self.events.put(StreamEvent("end") if job_id_sent else StreamEvent("error", "the stream ended before the job id"))
+        except Exception as exc:  # the connection broke: the node died or was cut off
+            self.events.put(StreamEvent("error", f"{type(exc).__name__}: {exc}"))
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def node_job_result(node: Node, node_job_id: str) -> dict | None:
+    try:
+        response = requests.get(
+            f"{node.url.rstrip('/')}/api/jobs",
+            params={"id": node_job_id, "intermediate": "true"},
+            headers=_headers(node),
+            timeout=(CONNECT_TIMEOUT, CALL_TIMEOUT),
+        )
+        response.raise_for_status()
+        results = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise NodeUnreachable(f"node {node.public_id} did not answer for job {node_job_id}: {exc}") from None
+    return results[0] if results else None
+
+
+def node_job_cancel(node: Node, node_job_id: str) -> None:
+    try:
+        requests.delete(
+            f"{node.url.rstrip('/')}/api/jobs/{node_job_id}",
+            headers=_headers(node),
+            timeout=(CONNECT_TIMEOUT, CALL_TIMEOUT),
+        )
+    except requests.RequestException as exc:
+        raise NodeUnreachable(f"node {node.public_id} did not take the cancel: {exc}") from None

@@ -1,0 +1,74 @@
+"""Reads on jobs."""
+from __future__ import annotations
+
+import base64
+import statistics
+
+from django.db.models import QuerySet
+
+from jobs.exceptions import InvalidQuery, JobNotFound
+from jobs.models import ACTIVE, Job, JobStatus
+from marketplace.models import Customer
+
+
+def job_get_for_customer(*, customer: Customer, job_id: str) -> Job:
+    """Another customer's job is a 404, exactly like a job that does not exist."""
+    try:
+        return Job.objects.select_related("node__miner").get(public_id=job_id, customer=customer)
+    except Job.DoesNotExist:
+        raise JobNotFound(f"no job {job_id}") from None
+
+
+def jobs_active_count(*, customer: Customer) -> int:
+    return Job.objects.filter(customer=customer, status__in=ACTIVE).count()
+
+
+def encode_cursor(pk: int) -> str:
+    return base64.urlsafe_b64encode(str(pk).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidQuery("cursor is not one this API gave out") from None
+
+
+def jobs_page(*, queryset: QuerySet[Job], limit: int, cursor: str | None) -> tuple[list[Job], int, str | None]:
+    """Newest first, keyset-paginated on the primary key: stable while new jobs arrive."""
+    total = queryset.count()
+    if cursor:
+        queryset = queryset.filter(pk__lt=decode_cursor(cursor))
+    page = list(queryset.select_related("node__miner").order_by("-pk")[: limit + 1])
+    has_more = len(page) > limit
+    page = page[:limit]
+    return page, total, (encode_cursor(page[-1].pk) if has_more else None)
+
+
+def model_median_seconds(*, model: str, default: int, sample: int = 50) -> int:
+    """The model's median run time over its recent completed jobs."""
+    if not model:
+        return default
+    recent = (
+        Job.objects.filter(model=model, status=JobStatus.COMPLETED, started_at__isnull=False)
+        .order_by("-completed_at")
+        .values_list("started_at", "completed_at")[:sample]
+    )
+    durations = [(done - start).total_seconds() for start, done in recent]
+    if not durations:
+        return default
+    return max(1, round(statistics.median(durations)))
+
+
+def queue_depth(*, model: str) -> int:
+    return Job.objects.filter(model=model, status=JobStatus.QUEUED).count()
+
+
+def jobs_with_expired_leases(*, now) -> QuerySet[Job]:
+    return Job.objects.filter(status__in=[JobStatus.ASSIGNED, JobStatus.RUNNING], lease_expires_at__lt=now)
+
+
+def jobs_due_for_dispatch(*, now) -> QuerySet[Job]:
+    return Job.objects.filter(status=JobStatus.QUEUED, next_dispatch_at__lt=now)
+
+

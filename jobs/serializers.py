@@ -1,0 +1,93 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from jobs.models import Job, Priority
+
+
+class OutputConfigSerializer(serializers.Serializer):
+    destination = serializers.ChoiceField(choices=["local"], default="local")
+    format = serializers.ChoiceField(choices=["json", "text"], default="json")
+
+
+class RequirementsSerializer(serializers.Serializer):
+    gpu_type = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+    gpu_count = serializers.IntegerField(min_value=0, max_value=64, required=False, default=0)
+    min_vram_gb = serializers.FloatField(min_value=0, max_value=4096, required=False, default=0)
+
+
+class AnyJsonField(serializers.Field):
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    model = serializers.CharField(max_length=100, required=False, allow_blank=False)
+    containers = serializers.ListField(
+        child=serializers.CharField(max_length=100), min_length=1, max_length=16, required=False
+    )
+    input = AnyJsonField()
+    output_config = OutputConfigSerializer(required=False, default=dict)
+    requirements = RequirementsSerializer(required=False, default=dict)
+    priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
+    timeout_seconds = serializers.IntegerField(min_value=1, default=3600)
+
+    def validate_timeout_seconds(self, value):
+        if value > settings.MAX_TIMEOUT_SECONDS:
+            raise serializers.ValidationError(f"must be at most {settings.MAX_TIMEOUT_SECONDS}")
+        return value
+
+    def validate(self, attrs):
+        if bool(attrs.get("model")) == bool(attrs.get("containers")):
+            raise serializers.ValidationError("give either model or containers (a chain), not both or neither")
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError(f"unknown fields: {', '.join(sorted(unknown))}")
+        return attrs
+
+
+def _time(value):
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def job_summary(job: Job) -> dict:
+    return {
+        "job_id": job.public_id,
+        "status": job.status,
+        "model": job.model or None,
+        "containers": job.containers or None,
+        "created_at": _time(job.created_at),
+        "completed_at": _time(job.completed_at),
+    }
+
+
+def job_detail(job: Job) -> dict:
+    node = job.node
+    return {
+        "job_id": job.public_id,
+        "status": job.status,
+        "status_reason": job.status_reason,
+        "progress": job.progress,
+        "model": job.model or None,
+        "containers": job.containers or None,
+        "priority": job.priority,
+        "timeout_seconds": job.timeout_seconds,
+        "miner_id": node.miner.public_id if node else None,
+        "node_id": node.public_id if node else None,
+        "created_at": _time(job.created_at),
+        "started_at": _time(job.started_at),
+        "completed_at": _time(job.completed_at),
+        "result": job.result,
+        "error": job.error or None,
+        "estimated_cost": str(job.estimated_cost_wei),
+        "estimated_time_seconds": job.estimated_time_seconds,
+        "policy_version": job.policy_version,
+        "attempts": job.attempt_count,
+        "receipt": (
+            {"hash": job.receipt.get("hash"), "signer": job.receipt.get("signer"), "verified": job.receipt_verified}
+            if job.receipt
+            else None
+        ),
+    }

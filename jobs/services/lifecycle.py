@@ -1,0 +1,73 @@
+"""Guarded transitions of a job's status.
+
+Every change is ``UPDATE ... WHERE status IN (<expected>)``: two workers (or a
+worker and a cancelling customer) may race, and the guarded update lets exactly
+one win. Each transition writes a JobEvent and, after commit, a live event.
+"""
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.exceptions import JobStateConflict
+from jobs.live import publish_after_commit
+from jobs.models import ACTIVE, TERMINAL, Job, JobEvent, JobStatus
+
+
+def job_status_event(job: Job) -> dict:
+    return {
+        "type": "status",
+        "job_id": job.public_id,
+        "status": job.status,
+        "progress": job.progress,
+        "reason": job.status_reason,
+    }
+
+
+@transaction.atomic
+def job_transition(*, job: Job, expected, new_status: str, reason: str = "", holder: str | None = None, **fields) -> bool:
+    """Move ``job`` from one of ``expected`` to ``new_status``; False if it was not there any more.
+
+    ``holder``, when given, must still hold the job's lease: a worker that lost its
+    lease to another (it stalled, the other took over) cannot settle the job.
+    """
+    expected = {expected} if isinstance(expected, str) else set(expected)
+    now = timezone.now()
+    if new_status in TERMINAL:
+        fields.setdefault("completed_at", now)
+        fields.setdefault("lease_owner", "")
+        fields.setdefault("lease_expires_at", None)
+    guard = Job.objects.filter(pk=job.pk, status__in=expected)
+    if holder is not None:
+        guard = guard.filter(lease_owner=holder)
+    updated = guard.update(
+        status=new_status, status_reason=reason[:300], **fields
+    )
+    if updated != 1:
+        return False
+    old_status = job.status
+    job.refresh_from_db()
+    JobEvent.objects.create(job=job, old_status=old_status, new_status=new_status, reason=reason[:300], created_at=now)
+    publish_after_commit(job.public_id, job_status_event(job))
+    return True
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a job that has not finished; idempotent for a job already cancelled."""
+    from jobs.tasks import cancel_on_node
+
+    if job.status == JobStatus.CANCELLED:
+        return job
+    if job.status in TERMINAL:
+        raise JobStateConflict(f"job {job.public_id} already finished ({job.status}); it cannot be cancelled")
+    node_job = (job.node.public_id, job.node_job_id) if job.node_id and job.node_job_id else None
+    with transaction.atomic():
+        if not job_transition(job=job, expected=ACTIVE, new_status=JobStatus.CANCELLED, reason="cancelled by the customer"):
+            job.refresh_from_db()
+            if job.status == JobStatus.CANCELLED:
+                return job
+            raise JobStateConflict(f"job {job.public_id} already finished ({job.status}); it cannot be cancelled")
+        if node_job:
+            # the worker relaying the job also notices; this reaches the node even if it does not
+            transaction.on_commit(lambda: cancel_on_node.send(node_job[0], node_job[1]))
+    return job

@@ -1,0 +1,124 @@
+"""Submitting a job: validate against the catalogue, check quota, quote, create, enqueue."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.selectors import pricing_policy_current
+from billing.services import quote_job
+from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.selectors import jobs_active_count, model_median_seconds, queue_depth
+from marketplace.authentication import CustomerPrincipal
+from marketplace.models import Customer
+from nodes.gpus import gpu_type_normalize
+from nodes.selectors import model_is_known, node_capacity_for
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    model: str
+    containers: list[str]
+    input: object
+    output_config: dict
+    gpu_type: str
+    gpu_count: int
+    min_vram_gb: float
+    priority: str
+    timeout_seconds: int
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.__dict__, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool
+
+
+def _estimate_seconds(spec: JobSpec, expected: int) -> int:
+    """Time in the queue ahead of it, spread over the nodes that serve it, plus its own run."""
+    if not spec.model:
+        return expected
+    capacity = max(node_capacity_for(model=spec.model), 1)
+    waves = math.ceil(queue_depth(model=spec.model) / capacity)
+    return waves * expected + expected
+
+
+def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None = None) -> Submission:
+    from jobs.tasks import dispatch_job
+
+    customer = principal.customer
+    if idempotency_key:
+        existing = Job.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, spec)
+    if not model_is_known(model=spec.model, containers=spec.containers):
+        what = f"model {spec.model}" if spec.model else f"containers {', '.join(spec.containers)}"
+        raise UnknownModel(f"no node on this marketplace serves {what}")
+
+    policy = pricing_policy_current()
+    expected = model_median_seconds(model=spec.model, default=policy.default_expected_seconds)
+    quote = quote_job(
+        gpu_type=gpu_type_normalize(spec.gpu_type) if spec.gpu_type else "",
+        gpu_count=spec.gpu_count,
+        priority=spec.priority,
+        expected_seconds=expected,
+    )
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            # one submit at a time per customer: the concurrent-job quota cannot be raced past
+            Customer.objects.select_for_update().filter(pk=customer.pk).first()
+            if jobs_active_count(customer=customer) >= customer.concurrent_job_limit:
+                raise QuotaExceeded(
+                    f"you already have {customer.concurrent_job_limit} jobs queued or running, "
+                    "the most your account allows; wait for one to finish"
+                )
+            job = Job.objects.create(
+                customer=customer,
+                api_key=principal.api_key,
+                model=spec.model,
+                containers=spec.containers,
+                input=spec.input,
+                output_config=spec.output_config,
+                gpu_type=gpu_type_normalize(spec.gpu_type) if spec.gpu_type else "",
+                gpu_count=spec.gpu_count,
+                min_vram_gb=spec.min_vram_gb,
+                priority=spec.priority,
+                timeout_seconds=spec.timeout_seconds,
+                estimated_cost_wei=quote.price_wei,
+                estimated_time_seconds=_estimate_seconds(spec, expected),
+                policy_version=quote.policy_version,
+                idempotency_key=idempotency_key or None,
+                request_hash=spec.fingerprint(),
+                queue_deadline=now + timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_SECONDS),
+                next_dispatch_at=now + timedelta(seconds=30),
+                created_at=now,
+            )
+            JobEvent.objects.create(job=job, new_status=JobStatus.QUEUED, reason="submitted", created_at=now)
+            transaction.on_commit(lambda: dispatch_job.send(job.pk))
+    except IntegrityError:
+        # a retry with the same Idempotency-Key won the race: answer with its job
+        existing = Job.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return _replay(existing, spec)
+    return Submission(job=job, created=True)
+
+
+def _replay(existing: Job, spec: JobSpec) -> Submission:
+    if existing.request_hash != spec.fingerprint():
+        raise IdempotencyConflict(
+            "this Idempotency-Key was used for a different request; use a new key for a new job"
+        )
+    return Submission(job=existing, created=False)

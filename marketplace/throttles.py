@@ -1,0 +1,44 @@
+"""Rate limits per API key (not per address): a minute window and an hour window.
+
+Counters live in the Django cache: in-process on the embedded default, in Redis
+in production, so every web process shares them.
+"""
+from __future__ import annotations
+
+import time
+
+from django.core.cache import cache
+from rest_framework.throttling import BaseThrottle
+
+from marketplace.models import ApiKey
+
+WINDOWS = (("m", 60), ("h", 3600))
+
+
+def _count(key: str, ttl: int) -> int:
+    cache.add(key, 0, ttl)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, ttl)
+        return 1
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    def allow_request(self, request, view) -> bool:
+        api_key = request.auth
+        if not isinstance(api_key, ApiKey):
+            return True
+        customer = api_key.customer
+        limits = {"m": customer.minute_limit, "h": customer.hour_limit}
+        now = time.time()
+        self._wait = 0.0
+        for name, length in WINDOWS:
+            window = int(now // length)
+            used = _count(f"ratelimit:{api_key.pk}:{name}:{window}", length + 5)
+            if used > limits[name]:
+                self._wait = max(self._wait, (window + 1) * length - now)
+        return self._wait == 0.0
+
+    def wait(self) -> float | None:
+        return self._wait or None

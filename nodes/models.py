@@ -1,0 +1,74 @@
+"""Nodes that miners enrol, and the one-time tokens they enrol with."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from billing.models import WEI
+from marketplace.ids import public_id
+from marketplace.models import Miner
+
+
+def _node_id() -> str:
+    return public_id("node", 8)
+
+
+def _token_expiry():
+    return timezone.now() + timedelta(days=7)
+
+
+class EnrollmentToken(models.Model):
+    miner = models.ForeignKey(Miner, on_delete=models.CASCADE, related_name="enrollment_tokens")
+    prefix = models.CharField(max_length=16)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(default=_token_expiry)
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.miner.name})"
+
+
+class Node(models.Model):
+    class Approval(models.TextChoices):
+        PENDING = "pending"
+        APPROVED = "approved"
+        SUSPENDED = "suspended"
+
+    public_id = models.CharField(max_length=40, unique=True, default=_node_id, editable=False)
+    miner = models.ForeignKey(Miner, on_delete=models.PROTECT, related_name="nodes")
+    name = models.CharField(max_length=100, blank=True)
+    url = models.URLField(help_text="where the marketplace reaches the node agent")
+    identity_public_key = models.CharField(max_length=64, unique=True, help_text="Ed25519, base64url")
+    # agent → marketplace: bearer token (hashed) plus a signature with the identity key
+    token_hash = models.CharField(max_length=64, unique=True)
+    # marketplace → agent: the agent accepts pushed jobs carrying this token
+    push_token = models.CharField(max_length=100)
+    approval = models.CharField(max_length=10, choices=Approval.choices, default=Approval.PENDING)
+
+    containers = models.JSONField(default=list, help_text="container ids the agent serves")
+    model_map = models.JSONField(default=dict, help_text="model id → the container that serves it")
+    gpus = models.JSONField(default=list)
+    gpu_type = models.CharField(max_length=40, blank=True, db_index=True)
+    gpu_count = models.PositiveIntegerField(default=0)
+    vram_gb = models.FloatField(default=0, help_text="per GPU, the smallest of the node's GPUs")
+    hardware = models.JSONField(default=dict)
+    capacity = models.PositiveIntegerField(default=4, help_text="jobs it runs at once")
+    price_per_second_wei = models.DecimalField(**WEI, default=0)
+
+    enrolled_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_heartbeat = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name or self.public_id} ({self.miner.name})"
+
+    @property
+    def is_online(self) -> bool:
+        if self.last_heartbeat_at is None:
+            return False
+        return timezone.now() - self.last_heartbeat_at < timedelta(seconds=settings.NODE_OFFLINE_AFTER_SECONDS)

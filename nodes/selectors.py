@@ -1,0 +1,67 @@
+"""Reads on nodes: which nodes can take a job, and why none can."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from nodes.models import Node
+
+
+def nodes_online() -> QuerySet[Node]:
+    horizon = timezone.now() - timedelta(seconds=settings.NODE_OFFLINE_AFTER_SECONDS)
+    return Node.objects.filter(approval=Node.Approval.APPROVED, last_heartbeat_at__gte=horizon)
+
+
+def _serves(node: Node, model: str, containers: list[str]) -> bool:
+    if containers:
+        return all(c in node.containers for c in containers)
+    return model in node.model_map
+
+
+def model_is_known(*, model: str = "", containers: list[str] | None = None) -> bool:
+    """Some approved node (online or not) serves it: the catalogue a customer can ask for."""
+    approved = Node.objects.filter(approval=Node.Approval.APPROVED)
+    if containers:
+        return any(_serves(node, "", containers) for node in approved.only("containers"))
+    return approved.filter(model_map__has_key=model).exists()
+
+
+def node_candidates(*, model: str, containers: list[str], gpu_type: str, gpu_count: int, min_vram_gb: float,
+                    exclude: list[str]) -> list[Node]:
+    """Online approved nodes that serve the job and meet its hardware, least loaded first."""
+    queryset = nodes_online().exclude(public_id__in=exclude).filter(gpu_count__gte=gpu_count)
+    if gpu_type:
+        queryset = queryset.filter(gpu_type=gpu_type)
+    if min_vram_gb:
+        queryset = queryset.filter(vram_gb__gte=min_vram_gb)
+    if not containers:
+        queryset = queryset.filter(model_map__has_key=model)
+    queryset = queryset.annotate(active=Count("attempts", filter=Q(attempts__status="running")))
+    nodes = [n for n in queryset if _serves(n, model, containers)]
+    return sorted(nodes, key=lambda n: (n.active / max(n.capacity, 1), n.pk))
+
+
+def no_candidate_reason(*, model: str, containers: list[str], gpu_type: str, gpu_count: int, min_vram_gb: float,
+                        exclude: list[str]) -> str:
+    """Why no node can take the job, in words a customer can act on."""
+    online = list(nodes_online().exclude(public_id__in=exclude))
+    what = f"model {model}" if not containers else f"containers {', '.join(containers)}"
+    if not online:
+        return "no node is online" + (" (other than the ones that already failed this job)" if exclude else "")
+    serving = [n for n in online if _serves(n, model, containers)]
+    if not serving:
+        return f"no online node serves {what}"
+    if gpu_type and not any(n.gpu_type == gpu_type for n in serving):
+        return f"no online node offers gpu_type {gpu_type}"
+    if not any(n.gpu_count >= gpu_count for n in serving):
+        return f"no online node has {gpu_count} GPUs"
+    if min_vram_gb and not any(n.vram_gb >= min_vram_gb for n in serving):
+        return f"no online node has {min_vram_gb:g} GB of VRAM per GPU"
+    return "every node that can run this job is busy; it waits for a free slot"
+
+
+def node_capacity_for(*, model: str) -> int:
+    return sum(n.capacity for n in nodes_online().filter(model_map__has_key=model)) if model else 0

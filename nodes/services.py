@@ -1,0 +1,136 @@
+"""Writes on nodes: enrolment tokens, enrolment, heartbeats, approval."""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from marketplace.ids import new_secret, secret_hash
+from marketplace.models import Miner
+from nodes.agent.identity import request_signing_message, verify_signature
+from nodes.exceptions import EnrollmentRefused, NodeAuthenticationFailed, NodeRequestInvalid
+from nodes.gpus import gpu_type_normalize
+from nodes.models import EnrollmentToken, Node
+
+SIGNATURE_MAX_AGE_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: EnrollmentToken
+    secret: str
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    node: Node
+    node_token: str
+
+
+def enrollment_token_create(*, miner: Miner) -> IssuedToken:
+    secret = new_secret("enroll")
+    token = EnrollmentToken.objects.create(miner=miner, prefix=secret[:12], secret_hash=secret_hash(secret))
+    return IssuedToken(token=token, secret=secret)
+
+
+def enrollment_token_revoke(*, token: EnrollmentToken) -> None:
+    EnrollmentToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def signature_check(*, public_key: str, headers, method: str, path: str, body: bytes) -> None:
+    """The node signed this very request, recently, with its identity key."""
+    timestamp = headers.get("X-Node-Timestamp", "")
+    signature = headers.get("X-Node-Signature", "")
+    if not timestamp.isdigit() or not signature:
+        raise NodeAuthenticationFailed("sign the request: X-Node-Timestamp and X-Node-Signature")
+    if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
+        raise NodeAuthenticationFailed("the request signature is too old (check the node's clock)")
+    if not verify_signature(public_key, signature, request_signing_message(timestamp, method, path, body)):
+        raise NodeAuthenticationFailed("the request signature does not verify with the node's identity key")
+
+
+def _hardware_summary(hardware: list) -> dict:
+    gpus = []
+    for capability in hardware if isinstance(hardware, list) else []:
+        if isinstance(capability, dict) and capability.get("capability_id") == "gpu":
+            gpus = [g for g in capability.get("gpu_info", []) if isinstance(g, dict)]
+    names = [str(g.get("name", "")) for g in gpus]
+    vram = [float(g.get("memory_total", 0)) / 1024 for g in gpus]
+    return {
+        "gpus": [{"name": n, "vram_gb": round(v, 1)} for n, v in zip(names, vram)],
+        "gpu_type": gpu_type_normalize(names[0]) if names else "",
+        "gpu_count": len(gpus),
+        "vram_gb": round(min(vram), 1) if vram else 0.0,
+    }
+
+
+def node_enroll(*, secret: str, spec: dict, headers, path: str, body: bytes) -> Enrollment:
+    """Trade a one-time enrolment token for a node id and credentials."""
+    public_key = spec["identity_public_key"]
+    signature_check(public_key=public_key, headers=headers, method="POST", path=path, body=body)
+    with transaction.atomic():
+        try:
+            token = EnrollmentToken.objects.select_for_update().select_related("miner").get(secret_hash=secret_hash(secret))
+        except EnrollmentToken.DoesNotExist:
+            raise EnrollmentRefused("unknown enrolment token") from None
+        if token.revoked_at or token.used_at:
+            raise EnrollmentRefused("this enrolment token was already used or revoked")
+        if token.expires_at <= timezone.now():
+            raise EnrollmentRefused("this enrolment token has expired; make a new one")
+        node_token = new_secret("nodetok")
+        summary = _hardware_summary(spec.get("hardware", []))
+        try:
+            node = Node.objects.create(
+                miner=token.miner,
+                name=spec.get("name", "")[:100],
+                url=spec["url"],
+                identity_public_key=public_key,
+                token_hash=secret_hash(node_token),
+                push_token=secrets.token_urlsafe(32),
+                approval=Node.Approval.APPROVED if settings.NODE_AUTO_APPROVE else Node.Approval.PENDING,
+                containers=spec["containers"],
+                model_map=spec["models"],
+                hardware={"capabilities": spec.get("hardware", [])},
+                capacity=spec.get("capacity", 4),
+                price_per_second_wei=Decimal(spec.get("price_per_second_wei", "0")),
+                last_heartbeat_at=timezone.now(),
+                **summary,
+            )
+        except IntegrityError:
+            raise EnrollmentRefused("a node with this identity key is already enrolled") from None
+        EnrollmentToken.objects.filter(pk=token.pk).update(used_at=timezone.now())
+    return Enrollment(node=node, node_token=node_token)
+
+
+def node_authenticate(*, node_id: str, headers, method: str, path: str, body: bytes) -> Node:
+    authorization = headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise NodeAuthenticationFailed("send the node token as 'Authorization: Bearer <token>'")
+    try:
+        node = Node.objects.get(public_id=node_id, token_hash=secret_hash(token.strip()))
+    except Node.DoesNotExist:
+        raise NodeAuthenticationFailed("unknown node or wrong node token") from None
+    signature_check(public_key=node.identity_public_key, headers=headers, method=method, path=path, body=body)
+    return node
+
+
+def node_heartbeat(*, node: Node, report: dict) -> Node:
+    fields = {"last_heartbeat_at": timezone.now(), "last_heartbeat": report}
+    if "capacity" in report:
+        if not isinstance(report["capacity"], int) or report["capacity"] < 1:
+            raise NodeRequestInvalid("capacity must be a positive integer")
+        fields["capacity"] = report["capacity"]
+    Node.objects.filter(pk=node.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(node, name, value)
+    return node
+
+
+def node_set_approval(*, node: Node, approval: str) -> None:
+    Node.objects.filter(pk=node.pk).update(approval=approval)

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from nodes.apis import NodeEnrollApi, NodeHeartbeatApi
+
+urlpatterns = [
+    path("nodes/enroll", NodeEnrollApi.as_view(), name="node-enroll"),
+    path("nodes/<str:node_id>/heartbeat", NodeHeartbeatApi.as_view(), name="node-heartbeat"),
+]
