@@ -11,7 +11,7 @@ import json
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.http import AsyncHttpConsumer
+from channels.layers import get_channel_layer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from rest_framework.exceptions import AuthenticationFailed
 
@@ -51,14 +51,7 @@ def _job_snapshot(scope, job_id: str):
         job = job_get_for_customer(customer=principal.customer, job_id=job_id)
     except JobNotFound as exc:
         return None, (404, exc.code, exc.detail)
-    return _status_with_result(job), None
-
-
-def _status_with_result(job) -> dict:
-    event = job_status_event(job)
-    if job.status in TERMINAL:
-        event.update(result=job.result, error=job.error or None)
-    return event
+    return job_status_event(job), None
 
 
 def _is_final(event: dict) -> bool:
@@ -87,57 +80,68 @@ class JobWebSocketConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(message["event"])
 
 
-class JobEventsConsumer(AsyncHttpConsumer):
-    """Server-sent events; the stream ends after the job's final status."""
+async def _problem(send, status: int, code: str, detail: str) -> None:
+    from http import HTTPStatus
 
-    async def handle(self, body):
-        self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        self.group = job_group(self.job_id)
-        if self.scope["method"] != "GET":
-            await self._problem(405, "method_not_allowed", "use GET for the event stream")
-            return
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        snapshot, error = await _job_snapshot(self.scope, self.job_id)
+    body = {"error": {"status": status, "title": HTTPStatus(status).phrase, "detail": detail, "code": code}}
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+
+def _sse(event: dict) -> bytes:
+    return f"event: {event.get('type', 'message')}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+async def job_event_stream(scope, receive, send):
+    """Server-sent events for one job, as a plain ASGI app.
+
+    It listens to the job's group and to the client at once, so a client that
+    goes away ends the stream at once; the stream also ends after the job's
+    final status.
+    """
+    job_id = scope["url_route"]["kwargs"]["job_id"]
+    if scope["method"] != "GET":
+        await _problem(send, 405, "method_not_allowed", "use GET for the event stream")
+        return
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = job_group(job_id)
+    # join first, then read the snapshot: nothing between the two is lost
+    await layer.group_add(group, channel)
+    try:
+        snapshot, error = await _job_snapshot(scope, job_id)
         if error:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            await self._problem(*error)
+            await _problem(send, *error)
             return
-        await self.send_headers(
-            headers=[
-                (b"Content-Type", b"text/event-stream"),
-                (b"Cache-Control", b"no-cache"),
-                (b"X-Accel-Buffering", b"no"),
-            ]
-        )
-        self.keepalive = asyncio.create_task(self._keepalive())
-        await self._send_event(snapshot)
+        headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": _sse(snapshot), "more_body": not _is_final(snapshot)})
+        if _is_final(snapshot):
+            return
+        client_gone = asyncio.create_task(_wait_for_disconnect(receive))
+        try:
+            while True:
+                next_message = asyncio.create_task(layer.receive(channel))
+                done, _ = await asyncio.wait({next_message, client_gone}, timeout=KEEPALIVE_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if client_gone in done:
+                    next_message.cancel()
+                    return
+                if not done:
+                    next_message.cancel()
+                    await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                    continue
+                event = next_message.result()["event"]
+                final = _is_final(event)
+                await send({"type": "http.response.body", "body": _sse(event), "more_body": not final})
+                if final:
+                    return
+        finally:
+            client_gone.cancel()
+    finally:
+        await layer.group_discard(group, channel)
 
-    async def _problem(self, status: int, code: str, detail: str):
-        from http import HTTPStatus
 
-        body = {"error": {"status": status, "title": HTTPStatus(status).phrase, "detail": detail, "code": code}}
-        await self.send_response(status, json.dumps(body).encode(), headers=[(b"Content-Type", b"application/json")])
-
-    async def _send_event(self, event: dict):
-        payload = f"event: {event.get('type', 'message')}\ndata: {json.dumps(event)}\n\n".encode()
-        final = _is_final(event)
-        await self.send_body(payload, more_body=not final)
-        if final:
-            await self._finish()
-
-    async def _keepalive(self):
-        while True:
-            await asyncio.sleep(KEEPALIVE_SECONDS)
-            await self.send_body(b": keep-alive\n\n", more_body=True)
-
-    async def _finish(self):
-        task = getattr(self, "keepalive", None)
-        if task:
-            task.cancel()
-        await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def job_event(self, message):
-        await self._send_event(message["event"])
-
-    async def disconnect(self):
-        await self._finish()
+async def _wait_for_disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

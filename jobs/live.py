@@ -18,6 +18,7 @@ def publish_now(job_public_id: str, event: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    log.debug("publish %s %s", job_public_id, event.get("type"))
     try:
         async_to_sync(layer.group_send)(job_group(job_public_id), {"type": "job.event", "event": event})
     except Exception:  # live output is best effort; the job itself must go on

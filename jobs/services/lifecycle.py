@@ -15,13 +15,16 @@ from jobs.models import ACTIVE, TERMINAL, Job, JobEvent, JobStatus
 
 
 def job_status_event(job: Job) -> dict:
-    return {
+    event = {
         "type": "status",
         "job_id": job.public_id,
         "status": job.status,
         "progress": job.progress,
         "reason": job.status_reason,
     }
+    if job.status in TERMINAL:
+        event.update(result=job.result, error=job.error or None)
+    return event
 
 
 @transaction.atomic

@@ -1,0 +1,131 @@
+"""``manage.py runmarket``: the whole marketplace on one machine, ready to use.
+
+Migrates, makes the demo data on first run, and starts Daphne (HTTP, SSE,
+WebSocket), a Dramatiq worker inside this process when no broker is configured,
+and a local node agent with the built-in containers, enrolled with this
+marketplace. Then it prints where everything is and a curl line to try.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from marketplace.demo import demo_ensure
+from nodes.agent.marketplace_link import ENROLLMENT_FILE
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+class Command(BaseCommand):
+    help = "Run the marketplace with a worker and a local node agent (the embedded default needs no services)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--agent-port", type=int, default=settings.NODE_AGENT_PORT)
+        parser.add_argument("--no-agent", action="store_true", help="do not start the local node agent")
+        parser.add_argument("--worker-threads", type=int, default=8)
+        parser.add_argument(
+            "--worker",
+            choices=["auto", "yes", "no"],
+            default="auto",
+            help="run a Dramatiq worker in this process (auto: only without DRAMATIQ_BROKER_URL)",
+        )
+
+    def handle(self, *args, **options):
+        settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        credentials = demo_ensure(settings.VAR_DIR)
+        base_url = f"http://{options['host']}:{options['port']}"
+
+        worker = None
+        if options["worker"] == "yes" or (options["worker"] == "auto" and settings.DRAMATIQ_IN_PROCESS):
+            worker = self._start_worker(options["worker_threads"])
+        agent = None if options["no_agent"] else self._start_agent(base_url, options["agent_port"])
+        threading.Thread(
+            target=self._announce, args=(base_url, credentials, agent, worker is not None), daemon=True
+        ).start()
+        try:
+            self._serve(options["host"], options["port"])
+        finally:
+            if agent is not None:
+                agent.terminate()
+                try:
+                    agent.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    agent.kill()
+            if worker is not None:
+                worker.stop(timeout=5000)
+
+    def _start_worker(self, threads: int):
+        import dramatiq
+
+        import jobs.tasks  # noqa: F401  (registers the actors)
+
+        worker = dramatiq.Worker(dramatiq.get_broker(), worker_threads=threads, worker_timeout=100)
+        worker.start()
+        return worker
+
+    def _start_agent(self, base_url: str, port: int) -> subprocess.Popen:
+        from nodes.services import enrollment_token_create
+        from marketplace.services import miner_get_or_create
+
+        state_dir = settings.NODE_AGENT_STATE_DIR
+        command = [
+            sys.executable, "manage.py", "runnode", "--port", str(port), "--state-dir", str(state_dir),
+            "--marketplace", base_url, "--name", "demo-node",
+        ]
+        enrolled = (state_dir / ENROLLMENT_FILE).exists() and base_url in (state_dir / ENROLLMENT_FILE).read_text()
+        if not enrolled:
+            token = enrollment_token_create(miner=miner_get_or_create(name="demo-miner"))
+            command += ["--enroll-token", token.secret]
+        return subprocess.Popen(command, cwd=PROJECT_ROOT)
+
+    def _announce(self, base_url: str, credentials: dict, agent, in_process_worker: bool) -> None:
+        from nodes.selectors import nodes_online
+
+        deadline = time.monotonic() + 60
+        while agent is not None and time.monotonic() < deadline:
+            if agent.poll() is not None:
+                self.stderr.write("the local node agent exited; see its output above")
+                break
+            if nodes_online().exists():
+                break
+            time.sleep(0.2)
+        key = credentials["customer"]["api_key"]
+        lines = [
+            "",
+            "Inference marketplace is running",
+            f"  API              {base_url}/v1/",
+            f"  admin            {base_url}/admin/   user admin / {credentials['admin']['password']}",
+            f"  demo customer    {credentials['customer']['customer_id']}   API key {key}",
+            f"  demo miner       {credentials['miner']['miner_id']}   user demo-miner / {credentials['miner']['password']}",
+            f"  worker           {'in this process' if in_process_worker else 'run: python manage.py rundramatiq'}",
+            "",
+            "Try it:",
+            f"  curl -s -X POST {base_url}/v1/jobs -H 'Authorization: Bearer {key}' "
+            "-H 'Content-Type: application/json' -d '{\"model\": \"echo\", \"input\": \"hello\"}'",
+            f"  curl -s {base_url}/v1/jobs/<job_id> -H 'Authorization: Bearer {key}'",
+            "",
+        ]
+        self.stdout.write("\n".join(lines))
+        self.stdout.flush()
+
+    def _serve(self, host: str, port: int) -> None:
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+
+        from marketplace.asgi import application
+
+        Server(
+            application=application,
+            endpoints=build_endpoint_description_strings(host=host, port=port),
+            verbosity=0,
+        ).run()
