@@ -4,13 +4,22 @@ from rest_framework import serializers
 from jobs.models import Job, Priority
 
 
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF would otherwise take 5 as "5"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class OutputConfigSerializer(serializers.Serializer):
     destination = serializers.ChoiceField(choices=["local"], default="local")
     format = serializers.ChoiceField(choices=["json", "text"], default="json")
 
 
 class RequirementsSerializer(serializers.Serializer):
-    gpu_type = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
+    gpu_type = StrictCharField(max_length=40, required=False, allow_blank=True, default="")
     gpu_count = serializers.IntegerField(min_value=0, max_value=64, required=False, default=0)
     min_vram_gb = serializers.FloatField(min_value=0, max_value=4096, required=False, default=0)
 
@@ -24,9 +33,9 @@ class AnyJsonField(serializers.Field):
 
 
 class JobSubmitSerializer(serializers.Serializer):
-    model = serializers.CharField(max_length=100, required=False, allow_blank=False)
+    model = StrictCharField(max_length=100, required=False, allow_blank=False)
     containers = serializers.ListField(
-        child=serializers.CharField(max_length=100), min_length=1, max_length=16, required=False
+        child=StrictCharField(max_length=100), min_length=1, max_length=16, required=False
     )
     input = AnyJsonField()
     output_config = OutputConfigSerializer(required=False, default=dict)

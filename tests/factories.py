@@ -1,0 +1,54 @@
+"""Small builders for the database state tests start from."""
+from __future__ import annotations
+
+import itertools
+import secrets
+from datetime import timedelta
+
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from marketplace.ids import secret_hash
+from marketplace.models import Customer, Miner
+from marketplace.services import api_key_create
+from nodes.models import Node
+
+_counter = itertools.count(1)
+
+
+def customer(name: str | None = None, **fields) -> Customer:
+    return Customer.objects.create(name=name or f"customer-{next(_counter)}", **fields)
+
+
+def miner(name: str | None = None) -> Miner:
+    return Miner.objects.create(name=name or f"miner-{next(_counter)}")
+
+
+def api_client(for_customer: Customer) -> APIClient:
+    client = APIClient()
+    issued = api_key_create(customer=for_customer)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    client.api_key = issued
+    return client
+
+
+def node(*, models=("echo",), gpu_type="", gpu_count=0, vram_gb=0.0, online=True, capacity=4, owner=None,
+         url="http://127.0.0.1:9", **fields) -> Node:
+    n = next(_counter)
+    return Node.objects.create(
+        miner=owner or miner(),
+        name=f"node-{n}",
+        url=url,
+        identity_public_key=secrets.token_urlsafe(32)[:43],
+        token_hash=secret_hash(secrets.token_hex(8)),
+        push_token=secrets.token_urlsafe(16),
+        approval=Node.Approval.APPROVED,
+        containers=list(models),
+        model_map={m: m for m in models},
+        gpu_type=gpu_type,
+        gpu_count=gpu_count,
+        vram_gb=vram_gb,
+        capacity=capacity,
+        last_heartbeat_at=timezone.now() if online else timezone.now() - timedelta(hours=1),
+        **fields,
+    )
