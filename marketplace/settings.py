@@ -97,7 +97,8 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            "TEST": {"NAME": env_str("MARKETPLACE_TEST_SQLITE", "") or None},
+            # a file, not memory: tests run real agents and worker threads against it
+            "TEST": {"NAME": env_str("MARKETPLACE_TEST_SQLITE", str(VAR_DIR / "test.sqlite3"))},
         }
     }
 

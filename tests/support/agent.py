@@ -78,14 +78,17 @@ def start_agent(
     state_dir: Path | None = None,
     startup_timeout: float = 60,
     env: dict | None = None,
+    extra_args: list[str] | None = None,
 ) -> RunningAgent:
     port = free_port()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     state_dir = state_dir or tmp_path / "state"
     command = [sys.executable, "manage.py", "runnode", "--port", str(port), "--state-dir", str(state_dir)]
     if config is not None:
         config_path = tmp_path / f"agent-{port}.json"
         config_path.write_text(json.dumps({"port": port, **config}))
         command += ["--config", str(config_path)]
+    command += extra_args or []
     log_path = tmp_path / f"agent-{port}.log"
     log_file = open(log_path, "wb")
     process = subprocess.Popen(
