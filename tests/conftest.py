@@ -24,3 +24,15 @@ def _fresh_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_database_pools(request):
+    """Close pooled PostgreSQL connections before pytest-django drops the test database."""
+    yield
+    from django.db import connections
+
+    for connection in connections.all():
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
+        connection.close()

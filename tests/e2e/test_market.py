@@ -1,0 +1,177 @@
+"""The whole marketplace as a user meets it: runmarket, real agents, real workers, live output.
+
+On the embedded default the worker runs inside runmarket; where CI provides
+PostgreSQL, RabbitMQ and Redis, two ``rundramatiq`` processes do the work.
+"""
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.support.market import start_market
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    running = start_market(tmp_path_factory.mktemp("market"))
+    yield running
+    running.stop()
+
+
+def test_the_printed_curl_line_works_as_printed(market):
+    line = next(l.strip() for l in market.log().splitlines() if l.strip().startswith("curl -s -X POST"))
+    output = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=30).stdout
+    job_id = json.loads(output)["job_id"]
+    job = market.wait(job_id)
+    assert job["status"] == "completed" and job["result"] == {"input": "hello"}
+    assert job["receipt"]["verified"] is True and job["miner_id"].startswith("miner_")
+
+
+def test_a_chain_of_containers_runs(market):
+    job = market.wait(market.submit({"containers": ["tokens", "echo"], "input": {"text": "a b c"}}))
+    assert job["status"] == "completed" and job["result"] == {"text": "a b c", "tokens": 3}
+
+
+def _sse_events(market, job_id, key=None):
+    events = []
+    with requests.get(f"{market.url}/v1/jobs/{job_id}/events", headers=market.headers(key), stream=True, timeout=30) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"] == "text/event-stream"
+        for line in r.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                events.append((time.monotonic(), json.loads(line[6:])))
+    return events
+
+
+def test_server_sent_events_deliver_status_and_output_as_it_happens(market):
+    job_id = market.submit({"model": "tokens", "input": {"text": "one two three four five", "delay": 0.25}})
+    events = _sse_events(market, job_id)
+    kinds = [e["type"] for _, e in events]
+    assert kinds[0] == "status" and kinds[-1] == "status"
+    final = events[-1][1]
+    assert final["status"] == "completed" and final["result"] == {"text": "one two three four five", "tokens": 5}
+    outputs = [(t, e["data"]) for t, e in events if e["type"] == "output"]
+    assert "".join(text for _, text in outputs) == "one two three four five"
+    assert outputs[-1][0] - outputs[0][0] > 0.5, "chunks must arrive as produced, not all at the end"
+    assert any(e["type"] == "progress" for _, e in events) or final["progress"] == 100
+
+
+def test_the_event_stream_refuses_strangers_in_the_error_shape(market):
+    job_id = market.submit({"model": "echo", "input": "x"})
+    anonymous = requests.get(f"{market.url}/v1/jobs/{job_id}/events", timeout=10)
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthorized"
+    stranger = market.manage("createapikey", "--customer", "mallory")
+    other = requests.get(f"{market.url}/v1/jobs/{job_id}/events", headers=market.headers(stranger), timeout=10)
+    assert other.status_code == 404 and other.json()["error"]["code"] == "job_not_found"
+
+
+def test_a_websocket_delivers_the_same_events(market):
+    import websockets
+
+    job_id = market.submit({"model": "tokens", "input": {"text": "alpha beta gamma", "delay": 0.2}})
+    ws_url = market.url.replace("http://", "ws://") + f"/ws/jobs/{job_id}/"
+
+    async def collect():
+        received = []
+        async with websockets.connect(ws_url, extra_headers=market.headers()) as socket:
+            while True:
+                event = json.loads(await asyncio.wait_for(socket.recv(), 20))
+                received.append(event)
+                if event["type"] == "status" and event["status"] in ("completed", "failed"):
+                    return received
+
+    events = asyncio.run(collect())
+    assert events[0]["type"] == "status"
+    assert "".join(e["data"] for e in events if e["type"] == "output") == "alpha beta gamma"
+    assert events[-1]["status"] == "completed"
+
+
+def test_a_websocket_without_a_valid_key_is_refused(market):
+    import websockets
+
+    job_id = market.submit({"model": "echo", "input": "x"})
+    ws_url = market.url.replace("http://", "ws://") + f"/ws/jobs/{job_id}/"
+
+    async def attempt(headers):
+        try:
+            async with websockets.connect(ws_url, extra_headers=headers) as socket:
+                await socket.recv()
+        except websockets.exceptions.ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        except websockets.exceptions.InvalidStatusCode as refused:
+            return refused.status_code
+        return "accepted"
+
+    assert asyncio.run(attempt({})) in (403, 4401)
+    stranger = market.manage("createapikey", "--customer", "eve")
+    assert asyncio.run(attempt(market.headers(stranger))) in (403, 4404)
+
+
+def test_a_job_no_node_can_take_expires_saying_why(market):
+    job = market.wait(market.submit({"model": "echo", "input": "x", "requirements": {"gpu_type": "h100", "gpu_count": 1}}),
+                      timeout=30)
+    assert job["status"] == "expired"
+    assert job["status_reason"].startswith("no online node offers gpu_type h100")
+
+
+def test_the_rate_limit_is_hit_per_key(market):
+    key = market.manage("createapikey", "--customer", "limited")
+    market.manage("shell", "-c", "from marketplace.models import Customer; "
+                  "Customer.objects.filter(name='limited').update(rate_limit_per_minute=3)")
+    statuses = [requests.get(f"{market.url}/v1/jobs", headers=market.headers(key), timeout=10).status_code
+                for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    assert requests.get(f"{market.url}/v1/jobs", headers=market.headers(), timeout=10).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def two_node_market(tmp_path_factory):
+    base = tmp_path_factory.mktemp("two-nodes")
+    running = start_market(base, agent=False)
+    running.add_agent(base, "north")
+    running.add_agent(base, "south")
+    yield running
+    running.stop()
+
+
+def _agent_for(market, node_id):
+    for agent in market.agents:
+        if agent.process.poll() is None and agent.get("/info").json()["node"]["id"] == node_id:
+            return agent
+    raise AssertionError(f"no agent is node {node_id}")
+
+
+def test_a_node_killed_mid_job_and_the_job_finishes_on_another(two_node_market):
+    market = two_node_market
+    job_id = market.submit({"model": "sleep", "input": {"seconds": 3}})
+    running = market.wait(job_id, statuses=("running",), timeout=30)
+    victim = _agent_for(market, running["node_id"])
+    os.kill(victim.process.pid, signal.SIGKILL)
+    job = market.wait(job_id, timeout=60)
+    assert job["status"] == "completed", job
+    assert job["node_id"] != running["node_id"] and job["attempts"] == 2
+    assert job["result"] == {"slept": 3}
+
+
+def test_a_running_job_is_cancelled_on_its_node(two_node_market):
+    market = two_node_market
+    job_id = market.submit({"model": "sleep", "input": {"seconds": 30}})
+    running = market.wait(job_id, statuses=("running",), timeout=30)
+    agent = _agent_for(market, running["node_id"])
+    response = requests.delete(f"{market.url}/v1/jobs/{job_id}", headers=market.headers(), timeout=10)
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    deadline = time.monotonic() + 10
+    while agent.get("/info").json()["pending"]["offchain"] != 0:
+        assert time.monotonic() < deadline, "the node should have stopped the job"
+        time.sleep(0.1)
+
+
+def test_the_timeout_is_enforced(two_node_market):
+    market = two_node_market
+    job = market.wait(market.submit({"model": "sleep", "input": {"seconds": 30}, "timeout_seconds": 1}), timeout=30)
+    assert job["status"] == "failed" and job["status_reason"] == "timed out after 1 s"
