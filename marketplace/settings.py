@@ -149,6 +149,8 @@ else:
 # True when workers run inside the web process (runmarket on the embedded default)
 DRAMATIQ_IN_PROCESS = not DRAMATIQ_BROKER_URL
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
+# the queue this marketplace's actors use: several marketplaces may share one broker
+DRAMATIQ_QUEUE = env_str("DRAMATIQ_QUEUE", "marketplace")
 
 if REDIS_URL:
     CHANNEL_LAYERS = {

@@ -136,6 +136,8 @@ def start_market(tmp_path: Path, *, agent: bool = True, workers: int = 2, env: d
         "MARKETPLACE_VAR_DIR": str(tmp_path / "var"),
         "NODE_AGENT_STATE_DIR": str(tmp_path / "var" / "agent"),
         "CACHE_KEY_PREFIX": f"e2e-{secrets.token_hex(4)}",
+        # markets alive at once share the broker; each gets its own queue
+        "DRAMATIQ_QUEUE": f"e2e-{secrets.token_hex(4)}",
         "NODE_HEARTBEAT_SECONDS": "1",
         "NODE_OFFLINE_AFTER_SECONDS": "5",
         "JOB_QUEUE_TIMEOUT_SECONDS": "4",

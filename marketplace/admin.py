@@ -1,0 +1,68 @@
+"""Staff console for accounts: rate limits and quotas per customer, API keys."""
+from django.contrib import admin, messages
+from django.utils import timezone
+
+from marketplace.models import ApiKey, Customer, Miner
+from marketplace.services import api_key_create, api_key_revoke
+
+
+class ApiKeyInline(admin.TabularInline):
+    model = ApiKey
+    fields = ("prefix", "name", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("name", "public_id", "rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs", "created_at")
+    search_fields = ("name", "public_id")
+    readonly_fields = ("public_id", "created_at")
+    fieldsets = (
+        (None, {"fields": ("name", "public_id", "user", "created_at")}),
+        ("Limits (empty = the marketplace default)", {
+            "fields": ("rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs"),
+        }),
+    )
+    inlines = [ApiKeyInline]
+    actions = ["issue_api_key"]
+
+    @admin.action(description="Issue a new API key (shown once)")
+    def issue_api_key(self, request, queryset):
+        for customer in queryset:
+            issued = api_key_create(customer=customer, name=f"issued by {request.user} in the admin")
+            self.message_user(
+                request, f"New API key for {customer.name} (copy it now, it is not shown again): {issued.secret}",
+                messages.WARNING,
+            )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("prefix", "customer", "name", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "customer__name", "customer__public_id")
+    readonly_fields = ("customer", "prefix", "secret_hash", "created_at", "last_used_at", "revoked_at")
+    fields = ("customer", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # keys are issued from the customer page, where the secret can be shown once
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked at {timezone.now():%Y-%m-%d %H:%M} UTC.")
+
+
+@admin.register(Miner)
+class MinerAdmin(admin.ModelAdmin):
+    list_display = ("name", "public_id", "created_at")
+    search_fields = ("name", "public_id")
+    readonly_fields = ("public_id", "created_at")

@@ -1,0 +1,81 @@
+"""Staff set pricing, limits and node approval from the Django admin."""
+import json
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from billing.models import PricingPolicy
+from billing.selectors import pricing_policy_current
+from marketplace.models import Customer
+from nodes.models import EnrollmentToken, Node
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(client):
+    get_user_model().objects.create_superuser("root", "root@example.invalid", "pw")
+    client.login(username="root", password="pw")
+    return client
+
+
+def test_publishing_a_pricing_version_keeps_the_old_one_and_the_next_quote_uses_it(staff, alice_api, echo_node):
+    pricing_policy_current()
+    response = staff.post("/admin/billing/pricingpolicy/add/", {
+        "gpu_rates_wei": json.dumps({"cpu": "3"}),
+        "default_rate_wei": "5",
+        "priority_multipliers_bps": json.dumps({"normal": 10000}),
+        "default_expected_seconds": "10",
+        "note": "cheaper CPU",
+    })
+    assert response.status_code == 302, response.content
+    assert list(PricingPolicy.objects.values_list("version", flat=True)) == [2, 1]
+    assert PricingPolicy.objects.get(version=1).gpu_rates_wei["cpu"] != "3"
+    quote = alice_api.post("/v1/jobs", {"model": "echo", "input": 1}, format="json").json()
+    assert quote["policy_version"] == 2 and quote["estimated_cost"] == "30"
+    # an old version cannot be edited: its form has no editable field
+    page = staff.get(f"/admin/billing/pricingpolicy/{PricingPolicy.objects.get(version=1).pk}/change/").content.decode()
+    assert 'name="gpu_rates_wei"' not in page
+
+
+def test_staff_change_a_customers_rate_limit_and_quota(staff, alice):
+    response = staff.post(f"/admin/marketplace/customer/{alice.pk}/change/", {
+        "name": alice.name, "rate_limit_per_minute": "5", "rate_limit_per_hour": "50", "max_concurrent_jobs": "2",
+        "api_keys-TOTAL_FORMS": "0", "api_keys-INITIAL_FORMS": "0",
+    })
+    assert response.status_code == 302, response.content
+    alice.refresh_from_db()
+    assert (alice.minute_limit, alice.hour_limit, alice.concurrent_job_limit) == (5, 50, 2)
+
+
+def test_an_enrolment_token_made_in_the_admin_shows_the_runnode_command_once(staff):
+    miner = factories.miner("mia")
+    response = staff.post("/admin/nodes/enrollmenttoken/add/", {"miner": miner.pk}, follow=True)
+    page = response.content.decode()
+    match = re.search(r"runnode --marketplace (\S+) --enroll-token (enroll_\S+)", page)
+    assert match, page[:2000]
+    token = EnrollmentToken.objects.get(miner=miner)
+    assert match.group(2).startswith(token.prefix) and match.group(2) not in token.secret_hash
+
+
+def test_a_suspended_node_gets_no_jobs(staff):
+    from nodes.selectors import node_candidates
+
+    node = factories.node(models=("echo",))
+    staff.post("/admin/nodes/node/", {"action": "suspend", "_selected_action": [node.pk]})
+    assert Node.objects.get(pk=node.pk).approval == Node.Approval.SUSPENDED
+    assert node_candidates(model="echo", containers=[], gpu_type="", gpu_count=0, min_vram_gb=0, exclude=[]) == []
+    staff.post("/admin/nodes/node/", {"action": "approve", "_selected_action": [node.pk]})
+    assert Node.objects.get(pk=node.pk).approval == Node.Approval.APPROVED
+
+
+def test_issuing_an_api_key_from_the_admin(staff, alice):
+    response = staff.post("/admin/marketplace/customer/", {"action": "issue_api_key", "_selected_action": [alice.pk]},
+                          follow=True)
+    key = re.search(r"(mk_[A-Za-z0-9_-]{20,})", response.content.decode()).group(1)
+    from rest_framework.test import APIClient
+
+    assert APIClient().get("/v1/jobs", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
+    assert Customer.objects.get(pk=alice.pk).api_keys.count() == 1
