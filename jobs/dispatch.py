@@ -232,6 +232,23 @@ def _refresh_progress(job: Job, attempt: JobAttempt) -> None:
 
 def _end_attempt(attempt: JobAttempt, status: str, error: str = "") -> None:
     JobAttempt.objects.filter(pk=attempt.pk).update(status=status, error=error[:2000], ended_at=timezone.now())
+    _wake_a_waiting_job(attempt.node)
+
+
+def _wake_a_waiting_job(node: Node) -> None:
+    """A slot on ``node`` just freed: give it to the oldest job waiting for one now,
+    instead of letting that job sleep out its retry delay."""
+    from jobs.tasks import dispatch_job
+
+    waiting = (
+        Job.objects.filter(status=JobStatus.QUEUED)
+        .order_by("created_at")
+        .values_list("pk", "model", "containers")[:20]
+    )
+    for pk, model, containers in waiting:
+        if (containers and all(c in node.containers for c in containers)) or model in node.model_map:
+            dispatch_job.send(pk)
+            return
 
 
 def _stop_on_node(job: Job, attempt: JobAttempt, why: str) -> None:

@@ -175,3 +175,32 @@ def test_the_timeout_is_enforced(two_node_market):
     market = two_node_market
     job = market.wait(market.submit({"model": "sleep", "input": {"seconds": 30}, "timeout_seconds": 1}), timeout=30)
     assert job["status"] == "failed" and job["status_reason"] == "timed out after 1 s"
+
+
+@pytest.mark.skipif(
+    not __import__("tests.support.market", fromlist=["x"]).services_configured(),
+    reason="needs a shared broker (CI's PostgreSQL run); the embedded race is tested in tests/jobs/test_dispatch.py",
+)
+def test_two_rundramatiq_workers_racing_for_the_same_jobs_run_each_once(two_node_market):
+    market = two_node_market
+
+    def jobs_on_nodes() -> int:
+        total = 0
+        for agent in market.agents:
+            if agent.process.poll() is None:
+                node_id = agent.get("/info").json()["node"]["id"]
+                token = market.shell(f"from nodes.models import Node; print(Node.objects.get(public_id='{node_id}').push_token)")
+                total += len(requests.get(agent.url + "/api/jobs", headers={"Authorization": f"Bearer {token}"}, timeout=10).json())
+        return total
+
+    before = jobs_on_nodes()
+    job_ids = [market.submit({"model": "sleep", "input": {"seconds": 0.3}}) for _ in range(6)]
+    # deliver every job's dispatch three more times, so both worker processes grab each at once
+    market.shell(
+        "from jobs.models import Job; from jobs.tasks import dispatch_job; "
+        f"[dispatch_job.send(pk) for pk in Job.objects.filter(public_id__in={job_ids!r}).values_list('pk', flat=True) "
+        "for _ in range(3)]"
+    )
+    jobs = [market.wait(job_id, timeout=60) for job_id in job_ids]
+    assert all(job["status"] == "completed" and job["attempts"] == 1 for job in jobs), jobs
+    assert jobs_on_nodes() - before == len(job_ids), "each job was given to a node exactly once"

@@ -78,6 +78,11 @@ class Market:
         assert result.returncode == 0, result.stderr
         return result.stdout.strip()
 
+    def shell(self, code: str) -> str:
+        """Run Python in ``manage.py shell`` against this market; the last line it printed."""
+        lines = [line for line in self.manage("shell", "-v", "0", "-c", code).splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
     def submit(self, body: dict, key: str | None = None) -> str:
         response = requests.post(f"{self.url}/v1/jobs", json=body, headers=self.headers(key), timeout=10)
         assert response.status_code == 201, response.text

@@ -23,6 +23,31 @@ from nodes.agent.marketplace_link import ENROLLMENT_FILE
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
+def _set_tcp_nodelay_on_daphne_connections() -> None:
+    """Twisted leaves Nagle on: a response written in two parts (head, then body) then
+    waits for the client's delayed ACK, up to 40 ms a request on keep-alive connections
+    (ENVIRONMENT.md measured the same stall on the Infernet node)."""
+    from daphne import http_protocol
+
+    build = http_protocol.HTTPFactory.buildProtocol
+    if getattr(build, "sets_nodelay", False):
+        return
+
+    def build_protocol(self, addr):
+        protocol = build(self, addr)
+        connection_made = protocol.connectionMade
+
+        def made():
+            connection_made()
+            protocol.transport.setTcpNoDelay(True)
+
+        protocol.connectionMade = made
+        return protocol
+
+    build_protocol.sets_nodelay = True
+    http_protocol.HTTPFactory.buildProtocol = build_protocol
+
+
 class Command(BaseCommand):
     help = "Run the marketplace with a worker and a local node agent (the embedded default needs no services)."
 
@@ -123,6 +148,8 @@ class Command(BaseCommand):
         from daphne.server import Server
 
         from marketplace.asgi import application
+
+        _set_tcp_nodelay_on_daphne_connections()
 
         Server(
             application=application,
