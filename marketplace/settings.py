@@ -111,6 +111,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# runmarket serves static files itself; behind a web server that does, set SERVE_STATIC=false
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
 # --- services: broker, channel layer, cache ------------------------------------------
 REDIS_URL = env_str("REDIS_URL")

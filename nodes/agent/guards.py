@@ -27,8 +27,12 @@ def is_delegated_subscription(body: Any) -> bool:
     return isinstance(body, dict) and "subscription" in body
 
 
-def parse_job_request(body: Any, config: AgentConfig, client_ip: str) -> JobRequest:
-    """Validate one JobRequest (Infernet's guardian, in its order) or raise an ``AgentError``."""
+def parse_job_request(body: Any, config: AgentConfig, client_ip: str, trusted: bool = False) -> JobRequest:
+    """Validate one JobRequest (Infernet's guardian, in its order) or raise an ``AgentError``.
+
+    ``trusted`` is the marketplace, authenticated by its push token: address
+    allow-lists are for callers of the open Infernet API, not for it.
+    """
     if is_delegated_subscription(body):
         # no chain on this node: Infernet answers delegated subscriptions this way
         raise BadRequest("Chain not enabled")
@@ -58,7 +62,7 @@ def parse_job_request(body: Any, config: AgentConfig, client_ip: str) -> JobRequ
         raise BadRequest("First container must be external", first_container=containers[0])
     if requires_proof and not config.container(containers[-1]).generates_proofs:
         raise BadRequest("Container does not generate proof", container=containers[-1])
-    for container_id in containers:
+    for container_id in containers if not trusted else ():
         networks = config.container(container_id).networks
         if networks and not _address_in(client_ip, networks):
             raise Forbidden("Container not allowed for address", container=container_id, address=client_ip)

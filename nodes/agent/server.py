@@ -220,7 +220,7 @@ async def resources(request: web.Request) -> web.Response:
 
 
 def _submit(state: AgentState, body: Any, client_ip: str, stream: bool = False) -> Job:
-    job = parse_job_request(body, state.config, client_ip)
+    job = parse_job_request(body, state.config, client_ip, trusted=client_ip == MARKETPLACE_CLIENT)
     return state.runner.submit(
         client_ip=client_ip,
         containers=job.containers,

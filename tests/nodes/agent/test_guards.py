@@ -92,3 +92,12 @@ def test_allowed_ips_admit_the_listed_networks():
         assert refused.params == {"container": "private", "address": "192.0.2.1"}
     else:
         raise AssertionError("an address outside allowed_ips must be refused")
+
+
+def test_the_marketplace_is_not_held_to_address_allow_lists():
+    from nodes.agent.config import load_config
+    from nodes.agent.guards import parse_job_request
+
+    config = load_config(containers=[{"id": "private", "entrypoint": "m:f", "allowed_ips": ["10.0.0.0/8"]}])
+    job = {"containers": ["private"], "data": {}}
+    assert parse_job_request(job, config, "marketplace", trusted=True).containers == ["private"]
