@@ -185,14 +185,7 @@ def _relay(job: Job, attempt: JobAttempt, holder: str, stream: JobStream) -> Non
                 return
         if time.monotonic() >= next_tick:
             next_tick = time.monotonic() + TICK_SECONDS
-            verdict = _check(job, attempt, holder)
-            if verdict == "cancelled":
-                _stop_on_node(job, attempt, "cancelled by the customer")
-                return
-            if verdict == "superseded":
-                return
-            if verdict == "node_lost":
-                _fail_over(job, attempt, holder, f"node {node.public_id} stopped sending heartbeats")
+            if _stopped(job, attempt, holder):
                 return
             if deadline is not None and time.monotonic() > deadline:
                 _time_out(job, attempt, holder)
@@ -200,6 +193,16 @@ def _relay(job: Job, attempt: JobAttempt, holder: str, stream: JobStream) -> Non
             if attempt.node_job_id:
                 _refresh_progress(job, attempt)
     _settle_from_node(job, attempt, holder)
+
+
+def _stopped(job: Job, attempt: JobAttempt, holder: str) -> bool:
+    """Renew the lease and look around: True if the attempt must end here (and it was ended)."""
+    verdict = _check(job, attempt, holder)
+    if verdict == "cancelled":
+        _stop_on_node(job, attempt, "cancelled by the customer")
+    elif verdict == "node_lost":
+        _fail_over(job, attempt, holder, f"node {attempt.node.public_id} stopped sending heartbeats")
+    return verdict != "ok"  # "superseded": another worker holds the job now; leave it be
 
 
 def _check(job: Job, attempt: JobAttempt, holder: str) -> str:
@@ -251,19 +254,18 @@ def _wake_a_waiting_job(node: Node) -> None:
             return
 
 
-def _stop_on_node(job: Job, attempt: JobAttempt, why: str) -> None:
+def _stop_on_node(job: Job, attempt: JobAttempt, why: str, status: str = JobAttempt.Status.CANCELLED) -> None:
     if attempt.node_job_id:
         try:
             node_job_cancel(attempt.node, attempt.node_job_id)
         except NodeUnreachable:
             log.warning("could not cancel %s on node %s", attempt.node_job_id, attempt.node.public_id)
-    _end_attempt(attempt, JobAttempt.Status.CANCELLED, why)
+    _end_attempt(attempt, status, why)
 
 
 def _time_out(job: Job, attempt: JobAttempt, holder: str) -> None:
-    _stop_on_node(job, attempt, "timed out")
     message = f"timed out after {job.timeout_seconds} s"
-    JobAttempt.objects.filter(pk=attempt.pk).update(status=JobAttempt.Status.FAILED)
+    _stop_on_node(job, attempt, message, status=JobAttempt.Status.FAILED)
     job_transition(
         job=job, expected=RUNNING_STATES, new_status=JobStatus.FAILED, holder=holder, reason=message, error=message
     )
@@ -380,14 +382,7 @@ def _recover(job: Job, holder: str) -> None:
         if result.get("status") != "running":
             settle(job, attempt, holder, result)
             return
-        verdict = _check(job, attempt, holder)
-        if verdict == "cancelled":
-            _stop_on_node(job, attempt, "cancelled by the customer")
-            return
-        if verdict == "superseded":
-            return
-        if verdict == "node_lost":
-            _fail_over(job, attempt, holder, f"node {attempt.node.public_id} stopped sending heartbeats")
+        if _stopped(job, attempt, holder):
             return
         if timezone.now() > deadline:
             _time_out(job, attempt, holder)
