@@ -86,6 +86,7 @@ if _database_url:
             "timeout": 30,
         }
 else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
