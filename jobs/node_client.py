@@ -12,6 +12,16 @@ from nodes.models import Node
 CONNECT_TIMEOUT = 5
 CALL_TIMEOUT = 10
 
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One keep-alive session per worker thread: no new connection to the node for every call."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
+
 
 class NodeUnreachable(Exception):
     """The node could not be reached, or broke off: the attempt fails over."""
@@ -40,7 +50,7 @@ class JobStream:
 
     def __init__(self, node: Node, containers: list[str], data) -> None:
         try:
-            self._response = requests.post(
+            self._response = _session().post(
                 f"{node.url.rstrip('/')}/api/jobs/stream",
                 json={"containers": containers, "data": data},
                 headers=_headers(node),
@@ -84,7 +94,7 @@ class JobStream:
 
 def node_job_result(node: Node, node_job_id: str) -> dict | None:
     try:
-        response = requests.get(
+        response = _session().get(
             f"{node.url.rstrip('/')}/api/jobs",
             params={"id": node_job_id, "intermediate": "true"},
             headers=_headers(node),
@@ -99,7 +109,7 @@ def node_job_result(node: Node, node_job_id: str) -> dict | None:
 
 def node_job_cancel(node: Node, node_job_id: str) -> None:
     try:
-        requests.delete(
+        _session().delete(
             f"{node.url.rstrip('/')}/api/jobs/{node_job_id}",
             headers=_headers(node),
             timeout=(CONNECT_TIMEOUT, CALL_TIMEOUT),

@@ -262,7 +262,8 @@ async def create_job_stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write(f"{job.id}\n".encode())
     id_sent = time.monotonic()
-    gap = state.config.stream_first_chunk_gap_ms / 1000
+    # the marketplace splits the id off by its newline; only other clients need the gap
+    gap = 0.0 if request.get("client") == MARKETPLACE_CLIENT else state.config.stream_first_chunk_gap_ms / 1000
     first = True
     try:
         while (chunk := await job.stream.get()) is not None:
