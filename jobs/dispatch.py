@@ -100,38 +100,66 @@ def _wait_for_a_node(job: Job) -> None:
     dispatch_job.send_with_options(args=(job.pk,), delay=RETRY_DELAY_MS)
 
 
+class _Locked(Exception):
+    """Another worker is claiming a slot on this node right now."""
+
+
+class _NodeFull(Exception):
+    """Every slot of this node is taken."""
+
+
 def _claim(job: Job, holder: str) -> JobAttempt | None:
-    """Take one slot on the least loaded fitting node; two workers never both win the job."""
-    for candidate in node_candidates(**_spec(job)):
-        with transaction.atomic():
-            nodes = Node.objects.filter(pk=candidate.pk)
-            if connection.features.has_select_for_update_skip_locked:
-                # a node another worker is claiming right now is skipped, not waited for
-                nodes = nodes.select_for_update(skip_locked=True)
-            node = nodes.first()
-            if node is None:
-                continue
-            if JobAttempt.objects.filter(node=node, status=JobAttempt.Status.RUNNING).count() >= node.capacity:
-                continue
-            now = timezone.now()
-            number = job.attempt_count + 1
-            claimed = job_transition(
-                job=job,
-                expected=JobStatus.QUEUED,
-                new_status=JobStatus.ASSIGNED,
-                reason=f"assigned to node {node.public_id}",
-                node=node,
-                node_job_id="",
-                assigned_at=now,
-                attempt_count=number,
-                lease_owner=holder,
-                lease_expires_at=now + timedelta(seconds=LEASE_SECONDS),
-                next_dispatch_at=None,
-            )
-            if not claimed:
-                return None  # another worker took the job (or it was cancelled)
-            return JobAttempt.objects.create(job=job, node=node, number=number)
+    """Take one slot on the least loaded fitting node; two workers never both win the job.
+
+    Nodes another worker is claiming on are skipped first (``SKIP LOCKED``), so
+    workers spread over free nodes; only if every fitting node was locked does it
+    wait its turn on them, rather than send the job to sleep while slots are free.
+    """
+    candidates = node_candidates(**_spec(job))
+    locked = []
+    for candidate in candidates:
+        try:
+            return _claim_on(job, holder, candidate, wait=False)
+        except _Locked:
+            locked.append(candidate)
+        except _NodeFull:
+            continue
+    for candidate in locked:
+        try:
+            return _claim_on(job, holder, candidate, wait=True)
+        except _NodeFull:
+            continue
     return None
+
+
+def _claim_on(job: Job, holder: str, candidate: Node, wait: bool) -> JobAttempt | None:
+    with transaction.atomic():
+        nodes = Node.objects.filter(pk=candidate.pk)
+        if connection.features.has_select_for_update_skip_locked:
+            nodes = nodes.select_for_update(skip_locked=not wait)
+        node = nodes.first()
+        if node is None:
+            raise _Locked()
+        if JobAttempt.objects.filter(node=node, status=JobAttempt.Status.RUNNING).count() >= node.capacity:
+            raise _NodeFull()
+        now = timezone.now()
+        number = job.attempt_count + 1
+        claimed = job_transition(
+            job=job,
+            expected=JobStatus.QUEUED,
+            new_status=JobStatus.ASSIGNED,
+            reason=f"assigned to node {node.public_id}",
+            node=node,
+            node_job_id="",
+            assigned_at=now,
+            attempt_count=number,
+            lease_owner=holder,
+            lease_expires_at=now + timedelta(seconds=LEASE_SECONDS),
+            next_dispatch_at=None,
+        )
+        if not claimed:
+            return None  # another worker took the job (or it was cancelled)
+        return JobAttempt.objects.create(job=job, node=node, number=number)
 
 
 def _containers(job: Job, node: Node) -> list[str]:
