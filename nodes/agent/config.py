@@ -161,7 +161,7 @@ def _coerce_container(raw: Any, index: int) -> ContainerConfig:
     if container.timeout_seconds <= 0 or container.workers < 1 or container.concurrency < 1:
         raise ConfigError(f"{where}: timeout_seconds, workers and concurrency must be positive")
     try:
-        container.networks
+        _ = container.networks  # parse the allow-list now, to refuse a bad one at start-up
     except ValueError as exc:
         raise ConfigError(f"{where}.allowed_ips: {exc}") from None
     return container

@@ -347,7 +347,7 @@ async def _start(app: web.Application) -> None:
     state = app[STATE]
     started = []
     try:
-        for container_id, runtime in state.runtimes.items():
+        for runtime in state.runtimes.values():
             await runtime.start()
             started.append(runtime)
     except BaseException:

@@ -6,7 +6,6 @@ PostgreSQL, RabbitMQ and Redis, two ``rundramatiq`` processes do the work.
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import time
