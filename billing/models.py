@@ -36,6 +36,11 @@ class PricingPolicy(models.Model):
     default_expected_seconds = models.PositiveIntegerField(
         default=10, help_text="run time assumed for a model with no recent history"
     )
+    model_base_prices_wei = models.JSONField(
+        default=dict, blank=True, help_text='a fixed price per job by model, added to the time price: {"llama-3-8b": "1000"}'
+    )
+    platform_fee_bps = models.PositiveIntegerField(default=1000, help_text="the platform's share of each charge, 10000 = 100%")
+    minimum_charge_wei = models.DecimalField(**WEI, default=0, help_text="no job costs less than this")
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     created_by = models.ForeignKey(
@@ -48,3 +53,95 @@ class PricingPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"pricing v{self.version}"
+
+
+class Account(models.Model):
+    """Money somebody holds on the marketplace, in two buckets: available and reserved.
+
+    Every change is a balanced LedgerTransaction; these two figures are the sums
+    of its entries, kept on the row so that a balance check is one read.
+    The external account stands for the world outside: deposits come from it.
+    """
+
+    class Kind(models.TextChoices):
+        CUSTOMER = "customer"
+        MINER = "miner"
+        PLATFORM = "platform"
+        EXTERNAL = "external"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    customer = models.OneToOneField(
+        "marketplace.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="account"
+    )
+    miner = models.OneToOneField("marketplace.Miner", null=True, blank=True, on_delete=models.PROTECT, related_name="account")
+    available_wei = models.DecimalField(**WEI, default=0)
+    reserved_wei = models.DecimalField(**WEI, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind"], condition=models.Q(kind__in=["platform", "external"]),
+                                    name="one_platform_and_one_external_account"),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.customer or self.miner or self.kind
+        return f"account of {owner}"
+
+    @property
+    def balance_wei(self):
+        return self.available_wei + self.reserved_wei
+
+
+class LedgerTransaction(models.Model):
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit"
+        WITHDRAWAL = "withdrawal"
+        RESERVE = "reserve"
+        RELEASE = "release"
+        SETTLE = "settle"
+        REFUND = "refund"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # one posting per key: a settlement delivered twice, or a retried deposit, posts once
+    key = models.CharField(max_length=120, unique=True)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger")
+    memo = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"
+
+
+class LedgerEntry(models.Model):
+    class Bucket(models.TextChoices):
+        AVAILABLE = "available"
+        RESERVED = "reserved"
+
+    transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    bucket = models.CharField(max_length=10, choices=Bucket.choices)
+    amount_wei = models.DecimalField(**WEI)  # signed: what this entry adds to the bucket
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+
+
+class LedgerAdjustment(models.Model):
+    """A deposit or refund made by staff: who, how much, why (the audit trail)."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit"
+        REFUND = "refund"
+
+    customer = models.ForeignKey("marketplace.Customer", on_delete=models.PROTECT, related_name="adjustments")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    amount_wei = models.DecimalField(**WEI)
+    reason = models.CharField(max_length=300)
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.PROTECT)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+    transaction = models.OneToOneField(LedgerTransaction, null=True, on_delete=models.PROTECT)
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.amount_wei} wei to {self.customer}"

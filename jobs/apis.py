@@ -46,6 +46,7 @@ class JobListCreateApi(APIView):
             min_vram_gb=requirements.get("min_vram_gb", 0),
             priority=data["priority"],
             timeout_seconds=data["timeout_seconds"],
+            max_price_wei=int(data["max_price_wei"]) if "max_price_wei" in data else None,
         )
         key = request.headers.get("Idempotency-Key") or None
         if key is not None and not 1 <= len(key) <= 200:
@@ -83,12 +84,17 @@ def _parse_day(raw: str | None, name: str, end: bool) -> datetime | None:
     return datetime.combine(day, time.max if end else time.min, tzinfo=dt_timezone.utc)
 
 
+def parse_day_range(request) -> tuple[datetime | None, datetime | None]:
+    start = _parse_day(request.query_params.get("from"), "from", end=False)
+    end = _parse_day(request.query_params.get("to"), "to", end=True)
+    if start and end and start > end:
+        raise InvalidQuery("from must not be after to")
+    return start, end
+
+
 class JobHistoryApi(APIView):
     def get(self, request):
-        start = _parse_day(request.query_params.get("from"), "from", end=False)
-        end = _parse_day(request.query_params.get("to"), "to", end=True)
-        if start and end and start > end:
-            raise InvalidQuery("from must not be after to")
+        start, end = parse_day_range(request)
         queryset = Job.objects.filter(customer=request.user.customer)
         if start:
             queryset = queryset.filter(created_at__gte=start)

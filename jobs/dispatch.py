@@ -369,7 +369,7 @@ def settle(job: Job, attempt: JobAttempt, holder: str, result: dict) -> None:
         job_transition(
             job=job, expected=RUNNING_STATES, new_status=JobStatus.COMPLETED, holder=holder,
             reason=f"completed on node {node.public_id}", result=container_result.get("output"),
-            receipt=receipt, receipt_verified=True, progress=100,
+            receipt=receipt, receipt_verified=True, receipt_hash=receipt["hash"], progress=100,
         )
         return
     if result.get("reason") == "cancelled":

@@ -28,6 +28,13 @@ TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.ASSIGNED, JobStatus.RUNNING})
 
 
+class BillingStatus(models.TextChoices):
+    NONE = "none"
+    RESERVED = "reserved"
+    SETTLED = "settled"
+    RELEASED = "released"
+
+
 class Priority(models.TextChoices):
     LOW = "low"
     NORMAL = "normal"
@@ -64,6 +71,15 @@ class Job(models.Model):
     estimated_cost_wei = models.DecimalField(**WEI, default=0)
     estimated_time_seconds = models.PositiveIntegerField(default=0)
     policy_version = models.PositiveIntegerField(default=0)
+    # money, in wei: quoted, held while it runs, then charged (customer), paid (miner) and kept (fee)
+    max_price_wei = models.DecimalField(**WEI, null=True, blank=True)
+    quoted_price_wei = models.DecimalField(**WEI, default=0)
+    reserved_price_wei = models.DecimalField(**WEI, default=0)
+    charged_price_wei = models.DecimalField(**WEI, default=0)
+    payout_price_wei = models.DecimalField(**WEI, default=0)
+    fee_price_wei = models.DecimalField(**WEI, default=0)
+    billing_status = models.CharField(max_length=10, choices=BillingStatus.choices, default=BillingStatus.NONE)
+    receipt_hash = models.CharField(max_length=64, blank=True, db_index=True)
 
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)

@@ -14,7 +14,7 @@ from marketplace.models import Customer
 def job_get_for_customer(*, customer: Customer, job_id: str) -> Job:
     """Another customer's job is a 404, exactly like a job that does not exist."""
     try:
-        return Job.objects.select_related("node__miner").get(public_id=job_id, customer=customer)
+        return Job.objects.select_related("node__miner", "customer").get(public_id=job_id, customer=customer)
     except Job.DoesNotExist:
         raise JobNotFound(f"no job {job_id}") from None
 

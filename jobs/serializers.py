@@ -42,6 +42,7 @@ class JobSubmitSerializer(serializers.Serializer):
     requirements = RequirementsSerializer(required=False, default=dict)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
     timeout_seconds = serializers.IntegerField(min_value=1, default=3600)
+    max_price_wei = serializers.RegexField(r"^\d{1,78}$", required=False, help_text="wei, as a decimal string")
 
     def validate_timeout_seconds(self, value):
         if value > settings.MAX_TIMEOUT_SECONDS:
@@ -72,6 +73,20 @@ def job_summary(job: Job) -> dict:
     }
 
 
+def job_billing(job: Job) -> dict:
+    """The job's money, in wei as decimal strings: the same figures /v1/billing/jobs/{id} shows."""
+    return {
+        "customer_id": job.customer.public_id,
+        "policy_version": job.policy_version,
+        "quoted_price_wei": str(job.quoted_price_wei),
+        "reserved_price_wei": str(job.reserved_price_wei),
+        "charged_price_wei": str(job.charged_price_wei),
+        "payout_price_wei": str(job.payout_price_wei),
+        "fee_price_wei": str(job.fee_price_wei),
+        "status": job.billing_status,
+    }
+
+
 def job_detail(job: Job) -> dict:
     node = job.node
     return {
@@ -94,8 +109,10 @@ def job_detail(job: Job) -> dict:
         "estimated_time_seconds": job.estimated_time_seconds,
         "policy_version": job.policy_version,
         "attempts": job.attempt_count,
+        "billing": job_billing(job),
         "receipt": (
-            {"hash": job.receipt.get("hash"), "signer": job.receipt.get("signer"), "verified": job.receipt_verified}
+            {"hash": job.receipt.get("hash"), "signer": job.receipt.get("signer"), "verified": job.receipt_verified,
+             "url": f"/v1/receipts/{job.receipt.get('hash')}"}
             if job.receipt
             else None
         ),

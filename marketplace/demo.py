@@ -14,9 +14,11 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from billing.selectors import pricing_policy_current
+from billing.services import funds_deposit
 from marketplace.services import api_key_create, customer_get_or_create, miner_get_or_create
 
 CREDENTIALS_FILE = "demo-credentials.json"
+DEMO_FUNDS_WEI = 10**21  # 1000 ether
 
 
 @transaction.atomic
@@ -37,6 +39,7 @@ def _create() -> dict:
     miner.save(update_fields=["user"])
     key = api_key_create(customer=customer, name="demo")
     pricing_policy_current()
+    funds_deposit(customer=customer, amount=DEMO_FUNDS_WEI, reason="demo funds made by runmarket")
     return {
         "admin": {"username": "admin", "password": admin_password},
         "customer": {"username": "demo", "password": customer_password, "customer_id": customer.public_id,

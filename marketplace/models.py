@@ -26,6 +26,10 @@ class Customer(models.Model):
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
     rate_limit_per_hour = models.PositiveIntegerField(null=True, blank=True)
     max_concurrent_jobs = models.PositiveIntegerField(null=True, blank=True)
+    monthly_spend_cap_wei = models.DecimalField(
+        max_digits=78, decimal_places=0, null=True, blank=True,
+        help_text="the most this customer may spend (charged + reserved) in a calendar month; empty = no cap",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:
@@ -64,6 +68,10 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    budget_wei = models.DecimalField(
+        max_digits=78, decimal_places=0, null=True, blank=True,
+        help_text="the most jobs submitted with this key may cost in all (charged + reserved); empty = no budget",
+    )
 
     class Meta:
         verbose_name = "API key"

@@ -5,4 +5,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("v1/", include("jobs.urls")),
     path("v1/", include("nodes.urls")),
+    path("v1/", include("billing.urls")),
 ]

@@ -16,8 +16,17 @@ from nodes.models import Node
 _counter = itertools.count(1)
 
 
-def customer(name: str | None = None, **fields) -> Customer:
-    return Customer.objects.create(name=name or f"customer-{next(_counter)}", **fields)
+FUNDS = 10**21  # 1000 ether in wei: plenty for any test job
+
+
+def customer(name: str | None = None, funds: int = FUNDS, **fields) -> Customer:
+    """A customer, funded unless ``funds=0``."""
+    from billing.services import funds_deposit
+
+    created = Customer.objects.create(name=name or f"customer-{next(_counter)}", **fields)
+    if funds:
+        funds_deposit(customer=created, amount=funds, reason="test funds")
+    return created
 
 
 def miner(name: str | None = None) -> Miner:

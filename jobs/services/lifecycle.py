@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from billing.services import job_billing_close
 from jobs.exceptions import JobStateConflict
 from jobs.live import publish_after_commit
 from jobs.models import ACTIVE, TERMINAL, Job, JobEvent, JobStatus
@@ -51,6 +52,9 @@ def job_transition(*, job: Job, expected, new_status: str, reason: str = "", hol
     old_status = job.status
     job.refresh_from_db()
     JobEvent.objects.create(job=job, old_status=old_status, new_status=new_status, reason=reason[:300], created_at=now)
+    if new_status in TERMINAL:
+        # every way a job ends closes its bill, in the same transaction
+        job_billing_close(job=job)
     publish_after_commit(job.public_id, job_status_event(job))
     return True
 

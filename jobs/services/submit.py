@@ -12,9 +12,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.selectors import pricing_policy_current
-from billing.services import quote_job
+from billing.services import funds_reserve, price_within_maximum, quote_job, spending_check
 from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import BillingStatus, Job, JobEvent, JobStatus
 from jobs.selectors import jobs_active_count, model_median_seconds, queue_depth
 from marketplace.authentication import CustomerPrincipal
 from marketplace.models import Customer
@@ -33,6 +33,7 @@ class JobSpec:
     min_vram_gb: float
     priority: str
     timeout_seconds: int
+    max_price_wei: int | None = None
 
     def fingerprint(self) -> str:
         canonical = json.dumps(self.__dict__, sort_keys=True, separators=(",", ":"), default=str)
@@ -68,12 +69,12 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
 
     policy = pricing_policy_current()
     expected = model_median_seconds(model=spec.model, default=policy.default_expected_seconds)
+    gpu_type = gpu_type_normalize(spec.gpu_type) if spec.gpu_type else ""
     quote = quote_job(
-        gpu_type=gpu_type_normalize(spec.gpu_type) if spec.gpu_type else "",
-        gpu_count=spec.gpu_count,
-        priority=spec.priority,
-        expected_seconds=expected,
+        model=spec.model, gpu_type=gpu_type, gpu_count=spec.gpu_count, priority=spec.priority,
+        expected_seconds=expected, policy=policy,
     )
+    price_within_maximum(quote_wei=quote.price_wei, max_price_wei=spec.max_price_wei)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -84,6 +85,7 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
                     f"you already have {customer.concurrent_job_limit} jobs queued or running, "
                     "the most your account allows; wait for one to finish"
                 )
+            spending_check(customer=customer, api_key=principal.api_key, amount=quote.price_wei)
             job = Job.objects.create(
                 customer=customer,
                 api_key=principal.api_key,
@@ -91,12 +93,16 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
                 containers=spec.containers,
                 input=spec.input,
                 output_config=spec.output_config,
-                gpu_type=gpu_type_normalize(spec.gpu_type) if spec.gpu_type else "",
+                gpu_type=gpu_type,
                 gpu_count=spec.gpu_count,
                 min_vram_gb=spec.min_vram_gb,
                 priority=spec.priority,
                 timeout_seconds=spec.timeout_seconds,
                 estimated_cost_wei=quote.price_wei,
+                quoted_price_wei=quote.price_wei,
+                reserved_price_wei=quote.price_wei,
+                max_price_wei=spec.max_price_wei,
+                billing_status=BillingStatus.RESERVED,
                 estimated_time_seconds=_estimate_seconds(spec, expected),
                 policy_version=quote.policy_version,
                 idempotency_key=idempotency_key or None,
@@ -105,6 +111,8 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
                 next_dispatch_at=now + timedelta(seconds=30),
                 created_at=now,
             )
+            # the quote is held in the same transaction: no funds, no job
+            funds_reserve(job=job, amount=quote.price_wei)
             JobEvent.objects.create(job=job, new_status=JobStatus.QUEUED, reason="submitted", created_at=now)
             transaction.on_commit(lambda: dispatch_job.send(job.pk))
     except IntegrityError:
