@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
 
 from billing.exceptions import AlreadyPosted, InsufficientFunds
+from billing.fields import wei_total
 from billing.models import Account, LedgerEntry, LedgerTransaction
 
 AVAILABLE, RESERVED = LedgerEntry.Bucket.AVAILABLE, LedgerEntry.Bucket.RESERVED
@@ -92,29 +92,22 @@ def post(*, kind: str, key: str, entries: list[Entry], job=None, memo: str = "",
 
 def ledger_totals() -> dict[str, int]:
     """The figures the conservation equation is made of (the treasury report reads these)."""
-    by_kind = {
-        row["kind"]: (int(row["available"] or 0), int(row["reserved"] or 0))
-        for row in Account.objects.values("kind").annotate(available=Sum("available_wei"), reserved=Sum("reserved_wei"))
-    }
-    customers = by_kind.get(Account.Kind.CUSTOMER, (0, 0))
-    deposits = -int(
-        LedgerEntry.objects.filter(account__kind=Account.Kind.EXTERNAL, amount_wei__lt=0).aggregate(s=Sum("amount_wei"))["s"] or 0
-    )
-    withdrawals = int(
-        LedgerEntry.objects.filter(account__kind=Account.Kind.EXTERNAL, amount_wei__gt=0).aggregate(s=Sum("amount_wei"))["s"] or 0
-    )
-    entries = {
-        row["bucket"]: int(row["s"] or 0)
-        for row in LedgerEntry.objects.values("bucket").annotate(s=Sum("amount_wei"))
-    }
+    accounts = Account.objects.all()
+
+    def held(kind: str, field: str) -> int:
+        return wei_total(accounts.filter(kind=kind), field)
+
+    external = LedgerEntry.objects.filter(account__kind=Account.Kind.EXTERNAL)
+    deposits = -wei_total(external.filter(transaction__kind=LedgerTransaction.Kind.DEPOSIT), "amount_wei")
+    withdrawals = wei_total(external.filter(transaction__kind=LedgerTransaction.Kind.WITHDRAWAL), "amount_wei")
     return {
-        "customer_balances": customers[0],
-        "customer_reservations": customers[1],
-        "miner_payouts": sum(by_kind.get(Account.Kind.MINER, (0, 0))),
-        "platform_fees": sum(by_kind.get(Account.Kind.PLATFORM, (0, 0))),
+        "customer_balances": held(Account.Kind.CUSTOMER, "available_wei"),
+        "customer_reservations": held(Account.Kind.CUSTOMER, "reserved_wei"),
+        "miner_payouts": held(Account.Kind.MINER, "available_wei") + held(Account.Kind.MINER, "reserved_wei"),
+        "platform_fees": held(Account.Kind.PLATFORM, "available_wei") + held(Account.Kind.PLATFORM, "reserved_wei"),
         "deposits": deposits,
         "withdrawals": withdrawals,
-        "entries_sum": sum(entries.values()),
+        "entries_sum": wei_total(LedgerEntry.objects.all(), "amount_wei"),
     }
 
 

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-WEI = dict(max_digits=78, decimal_places=0)  # uint256 range, integers only
+from billing.fields import WeiField
 
 DEFAULT_GPU_RATES_WEI = {
     # wei per GPU-second; "cpu" prices a job that asks for no GPU
@@ -27,8 +27,8 @@ class PricingPolicy(models.Model):
     gpu_rates_wei = models.JSONField(
         default=dict, help_text='wei per GPU-second by GPU type, e.g. {"h100": "250000000000", "cpu": "1000000000"}'
     )
-    default_rate_wei = models.DecimalField(
-        **WEI, default=100_000_000_000, help_text="wei per GPU-second for a GPU type not listed"
+    default_rate_wei = WeiField(
+        default=100_000_000_000, help_text="wei per GPU-second for a GPU type not listed"
     )
     priority_multipliers_bps = models.JSONField(
         default=dict, help_text='basis points per priority, 10000 = ×1: {"low": 8000, "normal": 10000, ...}'
@@ -40,7 +40,7 @@ class PricingPolicy(models.Model):
         default=dict, blank=True, help_text='a fixed price per job by model, added to the time price: {"llama-3-8b": "1000"}'
     )
     platform_fee_bps = models.PositiveIntegerField(default=1000, help_text="the platform's share of each charge, 10000 = 100%")
-    minimum_charge_wei = models.DecimalField(**WEI, default=0, help_text="no job costs less than this")
+    minimum_charge_wei = WeiField(default=0, help_text="no job costs less than this")
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     created_by = models.ForeignKey(
@@ -74,8 +74,8 @@ class Account(models.Model):
         "marketplace.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="account"
     )
     miner = models.OneToOneField("marketplace.Miner", null=True, blank=True, on_delete=models.PROTECT, related_name="account")
-    available_wei = models.DecimalField(**WEI, default=0)
-    reserved_wei = models.DecimalField(**WEI, default=0)
+    available_wei = WeiField(default=0)
+    reserved_wei = WeiField(default=0)
 
     class Meta:
         constraints = [
@@ -121,7 +121,7 @@ class LedgerEntry(models.Model):
     transaction = models.ForeignKey(LedgerTransaction, on_delete=models.PROTECT, related_name="entries")
     account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
     bucket = models.CharField(max_length=10, choices=Bucket.choices)
-    amount_wei = models.DecimalField(**WEI)  # signed: what this entry adds to the bucket
+    amount_wei = WeiField()  # signed: what this entry adds to the bucket
 
     class Meta:
         verbose_name_plural = "ledger entries"
@@ -136,7 +136,7 @@ class LedgerAdjustment(models.Model):
 
     customer = models.ForeignKey("marketplace.Customer", on_delete=models.PROTECT, related_name="adjustments")
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    amount_wei = models.DecimalField(**WEI)
+    amount_wei = WeiField()
     reason = models.CharField(max_length=300)
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.PROTECT)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)

@@ -1,10 +1,9 @@
 """Reads on pricing and money."""
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
 
 from billing.models import DEFAULT_GPU_RATES_WEI, DEFAULT_PRIORITY_MULTIPLIERS_BPS, PricingPolicy
 
@@ -25,7 +24,10 @@ def pricing_policy_current() -> PricingPolicy:
 
 
 def usage_by_day(*, customer, start: datetime | None, end: datetime | None) -> list[dict]:
-    """Per-day totals of the customer's jobs: how many, what was charged, what is still held."""
+    """Per-day totals of the customer's jobs: how many, what was charged, what is still held.
+
+    Summed in Python: wei amounts are exact integers, which SQLite cannot sum.
+    """
     from jobs.models import Job
 
     jobs = Job.objects.filter(customer=customer)
@@ -33,24 +35,23 @@ def usage_by_day(*, customer, start: datetime | None, end: datetime | None) -> l
         jobs = jobs.filter(created_at__gte=start)
     if end:
         jobs = jobs.filter(created_at__lte=end)
-    rows = (
-        jobs.annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(
-            jobs=Count("id"),
-            charged=Sum("charged_price_wei", filter=Q(billing_status="settled")),
-            reserved=Sum("reserved_price_wei", filter=Q(billing_status="reserved")),
-            completed=Count("id", filter=Q(status="completed")),
-        )
-        .order_by("day")
-    )
+    days: dict = defaultdict(lambda: {"jobs": 0, "completed": 0, "charged": 0, "reserved": 0})
+    rows = jobs.values_list("created_at", "status", "billing_status", "charged_price_wei", "reserved_price_wei")
+    for created_at, status, billing_status, charged, reserved in rows.iterator():
+        day = days[created_at.date()]
+        day["jobs"] += 1
+        day["completed"] += status == "completed"
+        if billing_status == "settled":
+            day["charged"] += int(charged)
+        elif billing_status == "reserved":
+            day["reserved"] += int(reserved)
     return [
         {
-            "date": row["day"].isoformat(),
-            "jobs": row["jobs"],
-            "completed": row["completed"],
-            "charged_wei": str(int(row["charged"] or 0)),
-            "reserved_wei": str(int(row["reserved"] or 0)),
+            "date": date.isoformat(),
+            "jobs": totals["jobs"],
+            "completed": totals["completed"],
+            "charged_wei": str(totals["charged"]),
+            "reserved_wei": str(totals["reserved"]),
         }
-        for row in rows
+        for date, totals in sorted(days.items())
     ]

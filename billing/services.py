@@ -5,10 +5,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q, Sum
+from django.db.models import Max
 from django.utils import timezone
 
 from billing import ledger
+from billing.fields import wei_total
 from billing.exceptions import AlreadyPosted, KeyBudgetExceeded, PriceAboveMaximum, SpendCapExceeded
 from billing.ledger import AVAILABLE, RESERVED, Entry
 from billing.models import LedgerAdjustment, LedgerTransaction, PricingPolicy
@@ -73,11 +74,9 @@ def _month_start() -> datetime:
 
 def _committed(jobs) -> int:
     """What jobs cost or may still cost: charged when settled, held while reserved."""
-    totals = jobs.aggregate(
-        charged=Sum("charged_price_wei", filter=Q(billing_status="settled")),
-        held=Sum("reserved_price_wei", filter=Q(billing_status="reserved")),
+    return wei_total(jobs.filter(billing_status="settled"), "charged_price_wei") + wei_total(
+        jobs.filter(billing_status="reserved"), "reserved_price_wei"
     )
-    return int(totals["charged"] or 0) + int(totals["held"] or 0)
 
 
 def spending_check(*, customer, api_key, amount: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from billing.models import WEI
+from billing.fields import WeiField
 from marketplace.ids import public_id
 from marketplace.models import ApiKey, Customer
 from nodes.models import Node
@@ -68,16 +68,16 @@ class Job(models.Model):
     receipt = models.JSONField(null=True, blank=True)
     receipt_verified = models.BooleanField(default=False)
 
-    estimated_cost_wei = models.DecimalField(**WEI, default=0)
+    estimated_cost_wei = WeiField(default=0)
     estimated_time_seconds = models.PositiveIntegerField(default=0)
     policy_version = models.PositiveIntegerField(default=0)
     # money, in wei: quoted, held while it runs, then charged (customer), paid (miner) and kept (fee)
-    max_price_wei = models.DecimalField(**WEI, null=True, blank=True)
-    quoted_price_wei = models.DecimalField(**WEI, default=0)
-    reserved_price_wei = models.DecimalField(**WEI, default=0)
-    charged_price_wei = models.DecimalField(**WEI, default=0)
-    payout_price_wei = models.DecimalField(**WEI, default=0)
-    fee_price_wei = models.DecimalField(**WEI, default=0)
+    max_price_wei = WeiField(null=True, blank=True)
+    quoted_price_wei = WeiField(default=0)
+    reserved_price_wei = WeiField(default=0)
+    charged_price_wei = WeiField(default=0)
+    payout_price_wei = WeiField(default=0)
+    fee_price_wei = WeiField(default=0)
     billing_status = models.CharField(max_length=10, choices=BillingStatus.choices, default=BillingStatus.NONE)
     receipt_hash = models.CharField(max_length=64, blank=True, db_index=True)
 

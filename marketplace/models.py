@@ -5,6 +5,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from billing.fields import WeiField
+
 from marketplace.ids import public_id
 
 
@@ -26,8 +28,8 @@ class Customer(models.Model):
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
     rate_limit_per_hour = models.PositiveIntegerField(null=True, blank=True)
     max_concurrent_jobs = models.PositiveIntegerField(null=True, blank=True)
-    monthly_spend_cap_wei = models.DecimalField(
-        max_digits=78, decimal_places=0, null=True, blank=True,
+    monthly_spend_cap_wei = WeiField(
+        null=True, blank=True,
         help_text="the most this customer may spend (charged + reserved) in a calendar month; empty = no cap",
     )
     created_at = models.DateTimeField(default=timezone.now)
@@ -68,8 +70,8 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
-    budget_wei = models.DecimalField(
-        max_digits=78, decimal_places=0, null=True, blank=True,
+    budget_wei = WeiField(
+        null=True, blank=True,
         help_text="the most jobs submitted with this key may cost in all (charged + reserved); empty = no budget",
     )
 

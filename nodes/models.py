@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from billing.models import WEI
+from billing.fields import WeiField
 from marketplace.ids import public_id
 from marketplace.models import Miner
 
@@ -58,7 +58,7 @@ class Node(models.Model):
     vram_gb = models.FloatField(default=0, help_text="per GPU, the smallest of the node's GPUs")
     hardware = models.JSONField(default=dict)
     capacity = models.PositiveIntegerField(default=4, help_text="jobs it runs at once")
-    price_per_second_wei = models.DecimalField(**WEI, default=0)
+    price_per_second_wei = WeiField(default=0)
 
     enrolled_at = models.DateTimeField(default=timezone.now)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)

@@ -1,0 +1,198 @@
+"""Every job reserves its quote; a verified receipt settles it; every other end releases it."""
+import pytest
+from django.utils import timezone
+
+from billing.ledger import account_for_customer, account_for_miner, conservation_holds, ledger_totals, platform_account
+from billing.models import LedgerTransaction
+from billing.services import funds_refund, job_billing_close, pricing_policy_publish
+from jobs.models import Job, JobStatus
+from tests import factories
+from tests.billing.helpers import complete, end
+
+pytestmark = pytest.mark.django_db
+
+RATE = 1_000_000  # wei per GPU-second for "cpu" in these tests
+
+
+@pytest.fixture(autouse=True)
+def prices(db):
+    pricing_policy_publish(
+        gpu_rates_wei={"cpu": str(RATE)}, priority_multipliers_bps={"normal": 10000, "high": 20000},
+        default_expected_seconds=10, platform_fee_bps=1000, minimum_charge_wei=500,
+        model_base_prices_wei={"echo": "100"},
+    )
+
+
+def submit(api, **extra):
+    return api.post("/v1/jobs", {"model": "echo", "input": "x", **extra}, format="json")
+
+
+def account(customer):
+    account = account_for_customer(customer)
+    account.refresh_from_db()
+    return int(account.available_wei), int(account.reserved_wei)
+
+
+def test_the_quote_is_reserved_with_the_job(alice, alice_api, echo_node):
+    before = account(alice)[0]
+    body = submit(alice_api).json()
+    quote = 100 + RATE * 10
+    assert body["estimated_cost"] == str(quote)
+    assert account(alice) == (before - quote, quote)
+    job = Job.objects.get(public_id=body["job_id"])
+    assert (job.billing_status, int(job.quoted_price_wei), int(job.reserved_price_wei)) == ("reserved", quote, quote)
+    assert conservation_holds()
+
+
+def test_not_enough_balance_is_a_402_and_no_job(echo_node):
+    poor = factories.customer("poor", funds=RATE * 5)
+    api = factories.api_client(poor)
+    response = submit(api)
+    assert response.status_code == 402
+    assert response.json()["error"]["code"] == "insufficient_balance"
+    assert not Job.objects.filter(customer=poor).exists()
+    assert account(poor) == (RATE * 5, 0)
+
+
+def test_a_max_price_below_the_quote_is_refused(alice, alice_api, echo_node):
+    response = submit(alice_api, max_price_wei="5")
+    assert response.status_code == 402 and response.json()["error"]["code"] == "price_above_max"
+    assert not Job.objects.exists()
+    assert submit(alice_api, max_price_wei=str(10**18)).status_code == 201
+
+
+def test_the_monthly_spend_cap(alice, alice_api, echo_node):
+    quote = 100 + RATE * 10
+    alice.monthly_spend_cap_wei = quote * 2
+    alice.save()
+    assert submit(alice_api).status_code == 201
+    assert submit(alice_api).status_code == 201
+    refused = submit(alice_api)
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "spend_cap_exceeded"
+
+
+def test_the_per_key_budget(alice, echo_node):
+    api = factories.api_client(alice)
+    api.api_key.api_key.budget_wei = 100 + RATE * 10
+    api.api_key.api_key.save()
+    assert submit(api).status_code == 201
+    refused = submit(api)
+    assert refused.status_code == 402 and refused.json()["error"]["code"] == "key_budget_exceeded"
+    assert submit(factories.api_client(alice)).status_code == 201  # another key has its own budget
+
+
+def test_a_verified_completion_debits_the_actual_cost_pays_the_miner_and_keeps_the_fee(alice, alice_api, echo_node):
+    start_available = account(alice)[0]
+    job = Job.objects.get(public_id=submit(alice_api).json()["job_id"])
+    job = complete(job, echo_node, duration_ms=2500)
+    charged = 100 + RATE * 2500 // 1000
+    fee = charged // 10
+    assert (job.billing_status, int(job.charged_price_wei), int(job.fee_price_wei), int(job.payout_price_wei)) == (
+        "settled", charged, fee, charged - fee)
+    assert account(alice) == (start_available - charged, 0)
+    assert int(account_for_miner(echo_node.miner).available_wei) == charged - fee
+    assert int(platform_account().available_wei) == fee
+    assert conservation_holds()
+
+
+def test_the_charge_never_exceeds_the_reservation(alice, alice_api, echo_node):
+    job = Job.objects.get(public_id=submit(alice_api).json()["job_id"])
+    job = complete(job, echo_node, duration_ms=10**9)
+    assert int(job.charged_price_wei) == int(job.reserved_price_wei)
+    assert conservation_holds()
+
+
+def test_the_minimum_charge_applies(alice, alice_api, echo_node):
+    job = complete(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node, duration_ms=0)
+    assert int(job.charged_price_wei) == 500
+
+
+@pytest.mark.parametrize("status", [JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED])
+def test_every_other_end_releases_everything(alice, alice_api, echo_node, status):
+    before = account(alice)
+    job = Job.objects.get(public_id=submit(alice_api).json()["job_id"])
+    job = end(job, status, node=echo_node if status == JobStatus.FAILED else None)
+    assert job.billing_status == "released" and int(job.charged_price_wei) == 0
+    assert account(alice) == before
+    assert int(account_for_miner(echo_node.miner).available_wei) == 0
+    assert conservation_holds()
+
+
+def test_a_completion_whose_receipt_did_not_verify_pays_nobody(alice, alice_api, echo_node):
+    before = account(alice)
+    job = complete(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node, 1000, verified=False)
+    assert job.billing_status == "released" and account(alice) == before
+
+
+def test_a_receipt_delivered_twice_settles_once(alice, alice_api, echo_node):
+    job = complete(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node, duration_ms=1000)
+    paid = int(account_for_miner(echo_node.miner).available_wei)
+    job_billing_close(job=job)
+    Job.objects.filter(pk=job.pk).update(billing_status="reserved")  # even if the job row were reopened
+    job.refresh_from_db()
+    job_billing_close(job=job)
+    assert int(account_for_miner(echo_node.miner).available_wei) == paid
+    assert LedgerTransaction.objects.filter(job=job, kind="settle").count() == 1
+    assert conservation_holds()
+
+
+def test_after_failover_only_the_node_that_finished_is_paid(alice, alice_api, echo_node):
+    dead = factories.node(models=("echo",))
+    job = Job.objects.get(public_id=submit(alice_api).json()["job_id"])
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, node=dead)
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, node=None)  # failed over
+    job.refresh_from_db()
+    complete(job, echo_node, duration_ms=1000)
+    assert int(account_for_miner(echo_node.miner).available_wei) > 0
+    assert int(account_for_miner(dead.miner).available_wei) == 0
+
+
+def test_a_staff_refund_moves_money_with_its_reason(alice):
+    before = account(alice)[0]
+    adjustment = funds_refund(customer=alice, amount=777, reason="node was slow")
+    assert account(alice)[0] == before + 777
+    assert adjustment.transaction.memo == "node was slow" and adjustment.transaction.kind == "refund"
+    assert conservation_holds()
+    with pytest.raises(ValueError):
+        funds_refund(customer=alice, amount=1, reason="  ")
+
+
+def test_billing_endpoints_agree_with_the_job_api(alice, alice_api, bob_api, echo_node):
+    job = Job.objects.get(public_id=submit(alice_api).json()["job_id"])
+    complete(job, echo_node, duration_ms=1500)
+    detail = alice_api.get(f"/v1/jobs/{job.public_id}").json()["billing"]
+    bill = alice_api.get(f"/v1/billing/jobs/{job.public_id}").json()
+    assert {k: v for k, v in bill.items() if k != "job_id"} == detail
+    assert detail["status"] == "settled" and detail["policy_version"] == 1
+    assert bob_api.get(f"/v1/billing/jobs/{job.public_id}").status_code == 404
+
+    account_body = alice_api.get("/v1/billing/account").json()
+    available, reserved = account(alice)
+    assert account_body == {"customer_id": alice.public_id, "balance": str(available + reserved),
+                            "reserved": str(reserved), "available": str(available)}
+
+    today = timezone.now().date().isoformat()
+    usage = alice_api.get(f"/v1/billing/usage?from={today}&to={today}").json()
+    assert usage["days"] == [{"date": today, "jobs": 1, "completed": 1, "charged_wei": detail["charged_price_wei"],
+                              "reserved_wei": "0"}]
+    assert alice_api.get("/v1/billing/usage?from=2000-01-01&to=2000-01-02").json()["days"] == []
+    assert alice_api.get("/v1/billing/usage?from=junk").status_code == 400
+
+
+def test_a_receipt_is_served_by_its_hash_to_its_owner_only(alice, alice_api, bob_api, echo_node):
+    job = complete(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node, duration_ms=1000)
+    body = alice_api.get(f"/v1/receipts/{job.receipt_hash}").json()
+    assert body["job_id"] == job.public_id and body["node_public_key"] == echo_node.identity_public_key
+    assert body["receipt"] == job.receipt["body"]
+    assert bob_api.get(f"/v1/receipts/{job.receipt_hash}").status_code == 404
+
+
+def test_the_treasury_adds_up(alice, alice_api, echo_node):
+    for duration in (1000, 2000):
+        complete(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node, duration)
+    end(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), JobStatus.CANCELLED)
+    submit(alice_api)  # still reserved
+    totals = ledger_totals()
+    assert totals["customer_reservations"] == 100 + RATE * 10
+    assert totals["deposits"] == factories.FUNDS
+    assert conservation_holds()
