@@ -1,14 +1,19 @@
-"""Pricing policy in the staff console: publishing makes a new version; old ones stay as they were."""
-from django.contrib import admin
+"""Money in the staff console: pricing versions, accounts, deposits and refunds (with their reason),
+and the treasury report."""
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import path
 
-from billing.models import PricingPolicy
-from billing.services import pricing_policy_publish
+from billing.ledger import conservation_holds, ledger_totals
+from billing.models import Account, LedgerAdjustment, LedgerTransaction, PricingPolicy
+from billing.services import funds_deposit, funds_refund, pricing_policy_publish
 
 
 @admin.register(PricingPolicy)
 class PricingPolicyAdmin(admin.ModelAdmin):
-    list_display = ("version", "note", "created_at", "created_by")
-    fields = ("gpu_rates_wei", "default_rate_wei", "priority_multipliers_bps", "default_expected_seconds", "note")
+    list_display = ("version", "note", "platform_fee_bps", "created_at", "created_by")
+    fields = ("gpu_rates_wei", "default_rate_wei", "priority_multipliers_bps", "default_expected_seconds",
+              "model_base_prices_wei", "platform_fee_bps", "minimum_charge_wei", "note")
 
     def get_readonly_fields(self, request, obj=None):
         # a published version is history: jobs name it; change prices by publishing anew
@@ -30,3 +35,81 @@ class PricingPolicyAdmin(admin.ModelAdmin):
             created_by=request.user, **{name: form.cleaned_data[name] for name in self.fields}
         )
         obj.pk, obj.version = published.pk, published.version
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "kind", "available_wei", "reserved_wei")
+    list_filter = ("kind",)
+    search_fields = ("customer__name", "miner__name")
+    readonly_fields = ("kind", "customer", "miner", "available_wei", "reserved_wei")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [path("treasury/", self.admin_site.admin_view(self.treasury), name="billing_treasury"), *super().get_urls()]
+
+    def treasury(self, request):
+        """Customer debits, node payouts and platform fees, reconciled against the ledger."""
+        totals = ledger_totals()
+        held = (totals["customer_balances"] + totals["customer_reservations"] + totals["miner_payouts"]
+                + totals["platform_fees"])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Treasury",
+            "totals": totals,
+            "held": held,
+            "outside": totals["deposits"] - totals["withdrawals"],
+            "balanced": conservation_holds(),
+        }
+        return TemplateResponse(request, "admin/billing/treasury.html", context)
+
+
+@admin.register(LedgerAdjustment)
+class LedgerAdjustmentAdmin(admin.ModelAdmin):
+    """Deposits and refunds: staff add one with a reason; it posts to the ledger and stays as the record."""
+
+    list_display = ("created_at", "kind", "customer", "amount_wei", "reason", "created_by")
+    list_filter = ("kind",)
+    fields = ("customer", "kind", "amount_wei", "reason", "job")
+    raw_id_fields = ("job",)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if obj is not None else ()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        data = form.cleaned_data
+        move = funds_deposit if data["kind"] == LedgerAdjustment.Kind.DEPOSIT else funds_refund
+        extra = {"job": data["job"]} if data["kind"] == LedgerAdjustment.Kind.REFUND else {}
+        try:
+            made = move(customer=data["customer"], amount=int(data["amount_wei"]), reason=data["reason"],
+                        created_by=request.user, **extra)
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        obj.pk = made.pk
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "kind", "key", "job", "memo", "created_by")
+    list_filter = ("kind",)
+    search_fields = ("key", "memo", "job__public_id")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in LedgerTransaction._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -28,6 +28,9 @@ def test_publishing_a_pricing_version_keeps_the_old_one_and_the_next_quote_uses_
         "default_rate_wei": "5",
         "priority_multipliers_bps": json.dumps({"normal": 10000}),
         "default_expected_seconds": "10",
+        "model_base_prices_wei": "{}",
+        "platform_fee_bps": "1000",
+        "minimum_charge_wei": "0",
         "note": "cheaper CPU",
     })
     assert response.status_code == 302, response.content
@@ -79,3 +82,22 @@ def test_issuing_an_api_key_from_the_admin(staff, alice):
 
     assert APIClient().get("/v1/jobs", HTTP_AUTHORIZATION=f"Bearer {key}").status_code == 200
     assert Customer.objects.get(pk=alice.pk).api_keys.count() == 1
+
+
+def test_staff_deposit_and_refund_with_a_reason_and_the_treasury_reconciles(staff, alice):
+    from billing.ledger import account_for_customer
+    from billing.models import LedgerAdjustment
+
+    before = int(account_for_customer(alice).available_wei)
+    response = staff.post("/admin/billing/ledgeradjustment/add/", {
+        "customer": alice.pk, "kind": "deposit", "amount_wei": "123456789012345678901234", "reason": "wire transfer 42",
+    })
+    assert response.status_code == 302, response.content
+    staff.post("/admin/billing/ledgeradjustment/add/", {
+        "customer": alice.pk, "kind": "refund", "amount_wei": "4", "reason": "slow job",
+    })
+    assert int(account_for_customer(alice).available_wei) == before + 123456789012345678901234 + 4
+    deposit = LedgerAdjustment.objects.get(reason="wire transfer 42")
+    assert deposit.created_by.username == "root" and deposit.transaction.memo == "wire transfer 42"
+    page = staff.get("/admin/billing/account/treasury/").content.decode()
+    assert "<strong>balances</strong>" in page and str(before + 123456789012345678901234) in page
