@@ -71,3 +71,19 @@ class ReceiptApi(APIView):
                 "signature_algorithm": "ed25519 over the canonical JSON of receipt",
             }
         )
+
+
+class MinerEarningsApi(APIView):
+    """A miner's payouts, for its own tooling: authenticated with any of its nodes' tokens."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+
+    def get(self, request):
+        from billing.selectors import miner_earnings
+        from nodes.services import node_from_token
+
+        miner = node_from_token(headers=request.headers).miner
+        start, end = parse_day_range(request)
+        return Response(miner_earnings(miner=miner, start=start, end=end))

@@ -55,3 +55,37 @@ def usage_by_day(*, customer, start: datetime | None, end: datetime | None) -> l
         }
         for date, totals in sorted(days.items())
     ]
+
+
+def miner_earnings(*, miner, start: datetime | None = None, end: datetime | None = None) -> dict:
+    """What the miner's nodes were paid, by day and job by job (newest first, the last 100)."""
+    from billing.ledger import account_for_miner
+    from jobs.models import Job
+
+    jobs = Job.objects.filter(node__miner=miner, billing_status="settled").select_related("node")
+    if start:
+        jobs = jobs.filter(completed_at__gte=start)
+    if end:
+        jobs = jobs.filter(completed_at__lte=end)
+    days: dict = defaultdict(lambda: {"jobs": 0, "payout": 0})
+    recent = []
+    for job in jobs.order_by("-completed_at").iterator():
+        day = days[job.completed_at.date()]
+        day["jobs"] += 1
+        day["payout"] += int(job.payout_price_wei)
+        if len(recent) < 100:
+            recent.append({
+                "job_id": job.public_id,
+                "node_id": job.node.public_id,
+                "payout_wei": str(job.payout_price_wei),
+                "completed_at": job.completed_at.isoformat().replace("+00:00", "Z"),
+            })
+    account = account_for_miner(miner)
+    return {
+        "miner_id": miner.public_id,
+        "available_wei": str(account.available_wei),
+        "total_paid_wei": str(sum(d["payout"] for d in days.values())),
+        "jobs_paid": sum(d["jobs"] for d in days.values()),
+        "days": [{"date": d.isoformat(), "jobs": v["jobs"], "payout_wei": str(v["payout"])} for d, v in sorted(days.items())],
+        "recent": recent,
+    }

@@ -10,7 +10,7 @@ import logging
 import threading
 
 import dramatiq
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,8 @@ BATCH = 200
 
 def jobs_sweep() -> int:
     from jobs.dispatch import REDISPATCH_GRACE, job_expire
-    from jobs.models import Job, JobStatus
+    from billing.services import job_billing_close
+    from jobs.models import TERMINAL, BillingStatus, Job, JobStatus
     from jobs.selectors import jobs_due_for_dispatch, jobs_with_expired_leases
     from jobs.tasks import dispatch_job
 
@@ -36,6 +37,12 @@ def jobs_sweep() -> int:
     for pk in jobs_due_for_dispatch(now=now).values_list("pk", flat=True)[:BATCH]:
         Job.objects.filter(pk=pk).update(next_dispatch_at=now + REDISPATCH_GRACE)
         dispatch_job.send(pk)
+        actions += 1
+    # a finished job whose bill is still open (none should be: ending closes it in the
+    # same transaction) has its reservation released, so no funds stay held forever
+    for job in Job.objects.filter(status__in=TERMINAL, billing_status=BillingStatus.RESERVED)[:BATCH]:
+        with transaction.atomic():
+            job_billing_close(job=job)
         actions += 1
     return actions
 

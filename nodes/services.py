@@ -107,6 +107,18 @@ def node_enroll(*, secret: str, spec: dict, headers, path: str, body: bytes) -> 
     return Enrollment(node=node, node_token=node_token)
 
 
+def node_from_token(*, headers) -> Node:
+    """The node whose token is presented (reads only; writes also need the signature)."""
+    authorization = headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NodeAuthenticationFailed("send a node token as 'Authorization: Bearer <token>'")
+    node = Node.objects.select_related("miner").filter(token_hash=secret_hash(token.strip())).first()
+    if node is None:
+        raise NodeAuthenticationFailed("unknown node token")
+    return node
+
+
 def node_authenticate(*, node_id: str, headers, method: str, path: str, body: bytes) -> Node:
     authorization = headers.get("Authorization", "")
     scheme, _, token = authorization.partition(" ")

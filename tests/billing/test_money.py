@@ -196,3 +196,22 @@ def test_the_treasury_adds_up(alice, alice_api, echo_node):
     assert totals["customer_reservations"] == 100 + RATE * 10
     assert totals["deposits"] == factories.FUNDS
     assert conservation_holds()
+
+
+def test_a_miner_reads_its_earnings_with_a_node_token(alice, alice_api, echo_node):
+    from rest_framework.test import APIClient
+
+    from marketplace.ids import secret_hash
+    from nodes.models import Node
+
+    Node.objects.filter(pk=echo_node.pk).update(token_hash=secret_hash("nodetok_test"))
+    other = factories.node(models=("echo",))
+    job = complete(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node, duration_ms=3000)
+    complete(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), other, duration_ms=3000)
+    body = APIClient().get("/v1/miners/earnings", HTTP_AUTHORIZATION="Bearer nodetok_test").json()
+    assert body["miner_id"] == echo_node.miner.public_id and body["jobs_paid"] == 1
+    assert body["total_paid_wei"] == str(job.payout_price_wei) == body["available_wei"]
+    assert body["recent"][0]["job_id"] == job.public_id
+    assert body["days"][0]["payout_wei"] == str(job.payout_price_wei)
+    refused = APIClient().get("/v1/miners/earnings", HTTP_AUTHORIZATION="Bearer wrong")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "node_unauthorized"
