@@ -203,3 +203,22 @@ def test_two_rundramatiq_workers_racing_for_the_same_jobs_run_each_once(two_node
     jobs = [market.wait(job_id, timeout=60) for job_id in job_ids]
     assert all(job["status"] == "completed" and job["attempts"] == 1 for job in jobs), jobs
     assert jobs_on_nodes() - before == len(job_ids), "each job was given to a node exactly once"
+
+
+def test_a_completed_job_is_billed_and_its_receipt_verifies_with_the_nodes_key(market):
+    from nodes.agent.identity import verify_receipt
+
+    before = requests.get(f"{market.url}/v1/billing/account", headers=market.headers(), timeout=10).json()
+    job = market.wait(market.submit({"model": "sleep", "input": {"seconds": 1}}))
+    assert job["status"] == "completed"
+    bill = job["billing"]
+    assert bill["status"] == "settled"
+    charged = int(bill["charged_price_wei"])
+    assert 0 < charged <= int(bill["reserved_price_wei"]) == int(bill["quoted_price_wei"])
+    assert int(bill["payout_price_wei"]) + int(bill["fee_price_wei"]) == charged
+    after = requests.get(f"{market.url}/v1/billing/account", headers=market.headers(), timeout=10).json()
+    assert int(after["balance"]) == int(before["balance"]) - charged
+    receipt = requests.get(f"{market.url}{job['receipt']['url']}", headers=market.headers(), timeout=10).json()
+    signed = {"body": receipt["receipt"], "hash": receipt["receipt_hash"], "signature": receipt["signature"]}
+    assert verify_receipt(signed, receipt["node_public_key"])
+    assert int(receipt["receipt"]["duration_ms"]) >= 1000
