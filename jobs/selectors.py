@@ -19,8 +19,11 @@ def job_get_for_customer(*, customer: Customer, job_id: str) -> Job:
         raise JobNotFound(f"no job {job_id}") from None
 
 
-def jobs_active_count(*, customer: Customer) -> int:
-    return Job.objects.filter(customer=customer, status__in=ACTIVE).count()
+def jobs_active_count(*, customer: Customer, api_key=None) -> int:
+    jobs = Job.objects.filter(customer=customer, status__in=ACTIVE)
+    if api_key is not None:
+        jobs = jobs.filter(api_key=api_key)
+    return jobs.count()
 
 
 def encode_cursor(pk: int) -> str:

@@ -25,8 +25,8 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ("public_id", "created_at")
     fieldsets = (
         (None, {"fields": ("name", "public_id", "user", "created_at")}),
-        ("Limits (empty = the marketplace default)", {
-            "fields": ("rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs"),
+        ("Limits (empty = the marketplace default, or none)", {
+            "fields": ("rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs", "monthly_spend_cap_wei"),
         }),
     )
     inlines = [ApiKeyInline]
@@ -47,8 +47,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("prefix", "customer", "name", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "customer__name", "customer__public_id")
-    readonly_fields = ("customer", "prefix", "secret_hash", "created_at", "last_used_at", "revoked_at")
-    fields = ("customer", "name", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("customer", "prefix", "created_at", "last_used_at", "revoked_at")
+    fields = ("customer", "name", "prefix", "max_concurrent_jobs", "budget_wei", "created_at", "last_used_at",
+              "revoked_at")
     actions = ["revoke"]
 
     def has_add_permission(self, request):

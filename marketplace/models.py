@@ -70,6 +70,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    max_concurrent_jobs = models.PositiveIntegerField(
+        null=True, blank=True, help_text="the most jobs queued or running from this key; empty = the customer's limit"
+    )
     budget_wei = WeiField(
         null=True, blank=True,
         help_text="the most jobs submitted with this key may cost in all (charged + reserved); empty = no budget",

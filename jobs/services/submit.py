@@ -85,6 +85,11 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
                     f"you already have {customer.concurrent_job_limit} jobs queued or running, "
                     "the most your account allows; wait for one to finish"
                 )
+            key_limit = principal.api_key.max_concurrent_jobs if principal.api_key else None
+            if key_limit is not None and jobs_active_count(customer=customer, api_key=principal.api_key) >= key_limit:
+                raise QuotaExceeded(
+                    f"this API key already has {key_limit} jobs queued or running, the most it is allowed"
+                )
             spending_check(customer=customer, api_key=principal.api_key, amount=quote.price_wei)
             job = Job.objects.create(
                 customer=customer,

@@ -215,3 +215,13 @@ def test_a_miner_reads_its_earnings_with_a_node_token(alice, alice_api, echo_nod
     assert body["days"][0]["payout_wei"] == str(job.payout_price_wei)
     refused = APIClient().get("/v1/miners/earnings", HTTP_AUTHORIZATION="Bearer wrong")
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "node_unauthorized"
+
+
+def test_a_keys_own_concurrent_job_limit(alice, echo_node):
+    api = factories.api_client(alice)
+    api.api_key.api_key.max_concurrent_jobs = 1
+    api.api_key.api_key.save()
+    assert submit(api).status_code == 201
+    refused = submit(api)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "concurrent_job_limit"
+    assert submit(factories.api_client(alice)).status_code == 201
