@@ -59,6 +59,8 @@ def direct_job(session: requests.Session, agent_url: str, push_token: str) -> No
 def market_job(session: requests.Session, url: str, headers: dict) -> None:
     """Submit, then wait on the job's event stream (no polling) until its final status."""
     response = session.post(f"{url}/v1/jobs", json={"model": "echo", "input": "ping"}, headers=headers)
+    if response.status_code != 201:
+        raise RuntimeError(f"submit refused: {response.status_code} {response.text}")
     job_id = response.json()["job_id"]
     final = None
     with session.get(f"{url}/v1/jobs/{job_id}/events", headers=headers, stream=True) as events:

@@ -8,16 +8,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
+from billing.ledger import account_for_customer
+from billing.models import Account
 from billing.selectors import pricing_policy_current
 from billing.services import funds_reserve, price_within_maximum, quote_job, spending_check
 from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
 from jobs.selectors import jobs_active_count, model_median_seconds, queue_depth
 from marketplace.authentication import CustomerPrincipal
-from marketplace.models import Customer
 from nodes.gpus import gpu_type_normalize
 from nodes.selectors import model_is_known, node_capacity_for
 
@@ -40,6 +41,9 @@ class JobSpec:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+DEADLOCK_RETRIES = 3
+
+
 @dataclass(frozen=True)
 class Submission:
     job: Job
@@ -56,8 +60,6 @@ def _estimate_seconds(spec: JobSpec, expected: int) -> int:
 
 
 def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None = None) -> Submission:
-    from jobs.tasks import dispatch_job
-
     customer = principal.customer
     if idempotency_key:
         existing = Job.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
@@ -75,11 +77,29 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
         expected_seconds=expected, policy=policy,
     )
     price_within_maximum(quote_wei=quote.price_wei, max_price_wei=spec.max_price_wei)
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return _create(principal, spec, idempotency_key, quote, gpu_type, expected)
+        except OperationalError as exc:
+            # PostgreSQL broke a lock cycle by aborting this transaction: nothing was written
+            if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _create(principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None, quote, gpu_type: str,
+            expected: int) -> Submission:
+    from jobs.tasks import dispatch_job
+
+    customer = principal.customer
     now = timezone.now()
     try:
         with transaction.atomic():
-            # one submit at a time per customer: the concurrent-job quota cannot be raced past
-            Customer.objects.select_for_update().filter(pk=customer.pk).first()
+            # one submit at a time per customer, through the row every submit and every
+            # settlement locks first anyway (its account): the concurrent-job quota and the
+            # balance cannot be raced past, and no second lock order exists to deadlock on
+            account = account_for_customer(customer)
+            Account.objects.select_for_update().filter(pk=account.pk).first()
             if jobs_active_count(customer=customer) >= customer.concurrent_job_limit:
                 raise QuotaExceeded(
                     f"you already have {customer.concurrent_job_limit} jobs queued or running, "
