@@ -6,7 +6,6 @@ renews while it relays; a job whose lease lapses (its worker died) is taken over
 """
 from __future__ import annotations
 
-import codecs
 import hashlib
 import logging
 import queue
@@ -181,7 +180,7 @@ def _run_attempt(job: Job, attempt: JobAttempt, holder: str) -> None:
 
 def _relay(job: Job, attempt: JobAttempt, holder: str, stream: JobStream) -> None:
     node = attempt.node
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    final = None
     deadline = None
     next_tick = time.monotonic() + TICK_SECONDS
     while True:
@@ -203,9 +202,9 @@ def _relay(job: Job, attempt: JobAttempt, holder: str, stream: JobStream) -> Non
                     return
                 deadline = time.monotonic() + job.timeout_seconds
             elif event.kind == "chunk":
-                text = decoder.decode(event.value)
-                if text:
-                    publish_now(job.public_id, {"type": "output", "job_id": job.public_id, "data": text})
+                publish_now(job.public_id, {"type": "output", "job_id": job.public_id, "data": event.value})
+            elif event.kind == "result":
+                final = event.value
             elif event.kind == "end":
                 break
             else:
@@ -220,7 +219,10 @@ def _relay(job: Job, attempt: JobAttempt, holder: str, stream: JobStream) -> Non
                 return
             if attempt.node_job_id:
                 _refresh_progress(job, attempt)
-    _settle_from_node(job, attempt, holder)
+    if final is not None and final.get("id") == attempt.node_job_id and final.get("status") != "running":
+        settle(job, attempt, holder, final)  # the node sent its result and receipt on the stream
+    else:
+        _settle_from_node(job, attempt, holder)
 
 
 def _stopped(job: Job, attempt: JobAttempt, holder: str) -> bool:

@@ -1,6 +1,7 @@
 """HTTP calls from the marketplace to a node agent, authenticated with the node's push token."""
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ def _headers(node: Node) -> dict[str, str]:
 
 @dataclass
 class StreamEvent:
-    kind: str  # "id", "chunk", "end" or "error"
+    kind: str  # "id", "chunk" (text), "result" (the final JobResult), "end" or "error"
     value: object = None
 
 
@@ -53,7 +54,7 @@ class JobStream:
             self._response = _session().post(
                 f"{node.url.rstrip('/')}/api/jobs/stream",
                 json={"containers": containers, "data": data},
-                headers=_headers(node),
+                headers={**_headers(node), "X-Stream-Format": "events"},
                 stream=True,
                 timeout=(CONNECT_TIMEOUT, None),
             )
@@ -71,21 +72,25 @@ class JobStream:
         self._thread.start()
 
     def _read(self) -> None:
+        """The agent's "events" stream format: the job id line, then JSON lines."""
         buffered = b""
         job_id_sent = False
         try:
             for chunk in self._response.iter_content(chunk_size=None):
-                if not job_id_sent:
-                    buffered += chunk
-                    if b"\n" not in buffered:
+                buffered += chunk
+                while b"\n" in buffered:
+                    line, _, buffered = buffered.partition(b"\n")
+                    if not job_id_sent:
+                        self.events.put(StreamEvent("id", line.decode().strip()))
+                        job_id_sent = True
                         continue
-                    line, _, chunk = buffered.partition(b"\n")
-                    self.events.put(StreamEvent("id", line.decode().strip()))
-                    job_id_sent = True
-                if chunk:
-                    self.events.put(StreamEvent("chunk", chunk))
+                    event = json.loads(line)
+                    if "output" in event:
+                        self.events.put(StreamEvent("chunk", str(event["output"])))
+                    elif "result" in event:
+                        self.events.put(StreamEvent("result", event["result"]))
             self.events.put(StreamEvent("end") if job_id_sent else StreamEvent("error", "the stream ended before the job id"))
-        except Exception as exc:  # the connection broke: the node died or was cut off
+        except Exception as exc:  # the connection broke (the node died or was cut off), or it sent garbage
             self.events.put(StreamEvent("error", f"{type(exc).__name__}: {exc}"))
 
     def close(self) -> None:

@@ -50,7 +50,10 @@ def job_transition(*, job: Job, expected, new_status: str, reason: str = "", hol
     if updated != 1:
         return False
     old_status = job.status
-    job.refresh_from_db()
+    # what the guarded update wrote, applied to the object the caller holds (no re-read)
+    job.status, job.status_reason = new_status, reason[:300]
+    for name, value in fields.items():
+        setattr(job, name, value)
     JobEvent.objects.create(job=job, old_status=old_status, new_status=new_status, reason=reason[:300], created_at=now)
     if new_status in TERMINAL:
         # every way a job ends closes its bill, in the same transaction

@@ -7,6 +7,7 @@ status, so an HTML error page would break it.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import hmac
 import ipaddress
@@ -257,13 +258,19 @@ async def create_job_stream(request: web.Request) -> web.StreamResponse:
         raise BadRequest("Streaming only supported for JobRequest requests")
     job = _submit(state, body, _client_ip(request), stream=True)
 
-    response = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8"})
+    # "events": the job id line, then one JSON line per output chunk, then the final
+    # JobResult (with its receipt), so the caller needs no second request for it
+    events = request.headers.get("X-Stream-Format") == "events"
+    response = web.StreamResponse(
+        headers={"Content-Type": "application/x-ndjson" if events else "text/plain; charset=utf-8"}
+    )
     response.enable_chunked_encoding()
     await response.prepare(request)
     await response.write(f"{job.id}\n".encode())
     id_sent = time.monotonic()
-    # the marketplace splits the id off by its newline; only other clients need the gap
-    gap = 0.0 if request.get("client") == MARKETPLACE_CLIENT else state.config.stream_first_chunk_gap_ms / 1000
+    # a caller of the events format splits the id off by its newline; only others need the gap
+    gap = 0.0 if events else state.config.stream_first_chunk_gap_ms / 1000
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     first = True
     try:
         while (chunk := await job.stream.get()) is not None:
@@ -275,7 +282,14 @@ async def create_job_stream(request: web.Request) -> web.StreamResponse:
                 wait = gap - (time.monotonic() - id_sent)
                 if wait > 0:
                     await asyncio.sleep(wait)
-            await response.write(chunk)
+            if events:
+                text = decoder.decode(chunk)
+                if text:
+                    await response.write(json.dumps({"output": text}).encode() + b"\n")
+            else:
+                await response.write(chunk)
+        if events:
+            await response.write(json.dumps({"result": job.as_result(intermediate=True)}).encode() + b"\n")
         await response.write_eof()
     except ConnectionResetError:
         pass  # the client left; the job runs on and its result stays fetchable

@@ -50,3 +50,18 @@ def test_a_stream_client_that_leaves_early_does_not_stop_the_job(agent):
     job = agent.wait(job_id)
     assert job["status"] == "success"
     assert job["result"]["output"] == {"text": "a b c d e f g h", "tokens": 8}
+
+
+def test_the_events_stream_format_sends_json_lines_and_the_final_result(agent):
+    response = agent.post(
+        "/api/jobs/stream", {"containers": ["tokens"], "data": {"text": "héllo wörld"}},
+        headers={"X-Stream-Format": "events"}, stream=True,
+    )
+    assert response.headers["Content-Type"].startswith("application/x-ndjson")
+    job_id, *lines = response.content.decode().strip().split("\n")
+    events = [json.loads(line) for line in lines]
+    assert "".join(e["output"] for e in events if "output" in e) == "héllo wörld"
+    final = events[-1]["result"]
+    assert final["id"] == job_id and final["status"] == "success"
+    assert final["result"]["output"] == {"text": "héllo wörld", "tokens": 2}
+    assert final["receipt"]["body"]["job_id"] == job_id
