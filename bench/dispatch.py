@@ -49,7 +49,7 @@ def direct_job(session: requests.Session, agent_url: str, push_token: str) -> No
     response = session.post(
         f"{agent_url}/api/jobs/stream",
         json={"containers": ["echo"], "data": {"input": "ping"}},
-        headers={"Authorization": f"Bearer {push_token}"},
+        headers={"Authorization": f"Bearer {push_token}", "X-Stream-Format": "events"},
         stream=True,
     )
     for _ in response.iter_content(chunk_size=None):

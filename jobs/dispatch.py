@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 15
 TICK_SECONDS = 0.5
 RETRY_DELAY_MS = 1000
+MAX_RETRY_DELAY_MS = 15000
 REDISPATCH_GRACE = timedelta(seconds=30)
 RUNNING_STATES = (JobStatus.ASSIGNED, JobStatus.RUNNING)
 
@@ -96,7 +97,11 @@ def _wait_for_a_node(job: Job) -> None:
         job.status_reason = reason
         publish_now(job.public_id, {"type": "status", "job_id": job.public_id, "status": job.status,
                                     "progress": job.progress, "reason": reason})
-    dispatch_job.send_with_options(args=(job.pk,), delay=RETRY_DELAY_MS)
+    # back off as the wait grows: a freed slot or a node coming online wakes the job at
+    # once anyway, and a thousand waiting jobs must not each retry every second
+    age_ms = (now - job.created_at).total_seconds() * 1000
+    delay = int(min(MAX_RETRY_DELAY_MS, max(RETRY_DELAY_MS, age_ms / 2)))
+    dispatch_job.send_with_options(args=(job.pk,), delay=delay)
 
 
 class _Locked(Exception):
@@ -265,23 +270,23 @@ def _refresh_progress(job: Job, attempt: JobAttempt) -> None:
 
 def _end_attempt(attempt: JobAttempt, status: str, error: str = "") -> None:
     JobAttempt.objects.filter(pk=attempt.pk).update(status=status, error=error[:2000], ended_at=timezone.now())
-    _wake_a_waiting_job(attempt.node)
+    wake_waiting_jobs(node=attempt.node, slots=1)
 
 
-def _wake_a_waiting_job(node: Node) -> None:
-    """A slot on ``node`` just freed: give it to the oldest job waiting for one now,
-    instead of letting that job sleep out its retry delay."""
+def wake_waiting_jobs(*, node: Node, slots: int) -> None:
+    """Slots on ``node`` just became free (a job ended, the node came online): hand them to
+    the oldest jobs waiting for one now, instead of letting them sleep out their retry delay."""
     from jobs.tasks import dispatch_job
 
-    waiting = (
-        Job.objects.filter(status=JobStatus.QUEUED)
-        .order_by("created_at")
-        .values_list("pk", "model", "containers")[:20]
-    )
-    for pk, model, containers in waiting:
-        if (containers and all(c in node.containers for c in containers)) or model in node.model_map:
-            dispatch_job.send(pk)
+    woken = 0
+    waiting = Job.objects.filter(status=JobStatus.QUEUED).order_by("created_at")
+    for pk, model, containers, excluded in waiting.values_list("pk", "model", "containers", "excluded_nodes")[:200]:
+        if woken >= slots:
             return
+        fits = all(c in node.containers for c in containers) if containers else model in node.model_map
+        if fits and node.public_id not in excluded:
+            dispatch_job.send(pk)
+            woken += 1
 
 
 def _stop_on_node(job: Job, attempt: JobAttempt, why: str, status: str = JobAttempt.Status.CANCELLED) -> None:

@@ -91,6 +91,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(VAR_DIR / "marketplace.sqlite3"),
+            # keep the connection: opening one (and setting WAL on it) cost more than a
+            # whole request; SQLite has no server whose connections could run out
+            "CONN_MAX_AGE": None,
             # WAL lets the web process read while a worker writes; the busy
             # timeout makes a writer wait for the lock instead of failing
             "OPTIONS": {

@@ -104,7 +104,15 @@ def node_enroll(*, secret: str, spec: dict, headers, path: str, body: bytes) -> 
         except IntegrityError:
             raise EnrollmentRefused("a node with this identity key is already enrolled") from None
         EnrollmentToken.objects.filter(pk=token.pk).update(used_at=timezone.now())
+        transaction.on_commit(lambda: _wake_jobs_for(node))
     return Enrollment(node=node, node_token=node_token)
+
+
+def _wake_jobs_for(node: Node) -> None:
+    from jobs.dispatch import wake_waiting_jobs
+
+    if node.approval == Node.Approval.APPROVED:
+        wake_waiting_jobs(node=node, slots=node.capacity)
 
 
 def node_from_token(*, headers) -> Node:
@@ -133,6 +141,7 @@ def node_authenticate(*, node_id: str, headers, method: str, path: str, body: by
 
 
 def node_heartbeat(*, node: Node, report: dict) -> Node:
+    was_online = node.is_online
     fields = {"last_heartbeat_at": timezone.now(), "last_heartbeat": report}
     if "capacity" in report:
         if not isinstance(report["capacity"], int) or report["capacity"] < 1:
@@ -141,6 +150,8 @@ def node_heartbeat(*, node: Node, report: dict) -> Node:
     Node.objects.filter(pk=node.pk).update(**fields)
     for name, value in fields.items():
         setattr(node, name, value)
+    if not was_online:
+        _wake_jobs_for(node)  # back online: the jobs waiting for it need not wait out their delay
     return node
 
 

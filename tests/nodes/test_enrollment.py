@@ -178,3 +178,14 @@ def test_no_candidate_reasons_say_what_is_missing():
     assert no_candidate_reason(**spec(min_vram_gb=80)) == "no online node has 80 GB of VRAM per GPU"
     Node.objects.update(last_heartbeat_at=timezone.now() - timedelta(hours=1))
     assert no_candidate_reason(**spec()) == "no node is online"
+
+
+def test_a_node_that_enrols_wakes_the_jobs_waiting_for_it(identity, sent_dispatches, django_capture_on_commit_callbacks):
+    from jobs.models import Job
+
+    customer = factories.customer()
+    waiting = [Job.objects.create(customer=customer, model=model) for model in ("echo", "other", "echo")]
+    issued = enrollment_token_create(miner=factories.miner())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert signed_post(APIClient(), identity, "/v1/nodes/enroll", enroll_body(issued.secret, identity)).status_code == 201
+    assert sent_dispatches == [(waiting[0].pk,), (waiting[2].pk,)]
