@@ -82,7 +82,8 @@ if _database_url:
         # CONN_MAX_AGE=0 capped writes (ENVIRONMENT.md); Django's own pool does neither.
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 1),
-            "max_size": env_int("DATABASE_POOL_MAX", 10),
+            # a worker thread keeps its connection while it relays a job: room for all of them
+            "max_size": env_int("DATABASE_POOL_MAX", 20),
             "timeout": 30,
         }
 else:
