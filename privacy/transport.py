@@ -27,7 +27,8 @@ VERSION = "b3iq-private-transport-v1"
 ALGORITHM = "x25519-hkdf-sha256-chacha20poly1305"
 ENVELOPE_FIELDS = ("version", "key_id", "algorithm", "client_public_key_x25519", "nonce", "ciphertext", "aad_hash")
 CONTEXT_FIELDS = ("job_id", "customer_id", "node_id", "model_id", "expires_at")
-_B64U = re.compile(r"^[A-Za-z0-9_-]*$")
+_B64U_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -44,10 +45,14 @@ def b64u(data: bytes) -> str:
 
 
 def b64u_decode(text: str, name: str) -> bytes:
-    if not isinstance(text, str) or not _B64U.match(text) or len(text) % 4 == 1:
+    """Decode unpadded base64url, and nothing else."""
+    if not isinstance(text, str) or not text.isascii() or len(text) % 4 == 1:
+        raise TransportError(f"{name} is not base64url")
+    data = text.encode("ascii")
+    if data.translate(None, _B64U_ALPHABET):  # anything left is not in the base64url alphabet
         raise TransportError(f"{name} is not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return binascii.a2b_base64(data.translate(_TO_STANDARD) + b"=" * (-len(data) % 4))
     except (binascii.Error, ValueError):
         raise TransportError(f"{name} is not base64url") from None
 
