@@ -16,7 +16,7 @@ RUNTIMES = ("process", "docker", "http")
 
 
 class ConfigError(ValueError):
-    pass
+    """A config file or option the agent cannot run with; the message names the field."""
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def os_info() -> dict:
         name = release.get("NAME", name).strip('"')
         version = release.get("VERSION_ID", version).strip('"')
     except OSError:
-        pass
+        pass  # no os-release (not Linux, or a bare container): keep what platform says
     return {"name": name, "version": version}
 
 

@@ -26,7 +26,7 @@ ENROLL_PATH = "/v1/nodes/enroll"
 
 
 class LinkError(RuntimeError):
-    pass
+    """The agent cannot enrol with the marketplace (unreachable, refused, no token)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 class DockerUnavailable(RuntimeError):
-    pass
+    """No engine, or no image: the agent cannot start a configured Docker container."""
 
 
 class DockerRuntime(HttpServiceRuntime):

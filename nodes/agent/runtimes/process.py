@@ -33,7 +33,7 @@ STDERR_TAIL_LINES = 20
 
 
 class _WorkerDied(ContainerFailure):
-    pass
+    """The worker process itself exited mid-job: it is replaced, unlike after an error reply."""
 
 
 def _child_env() -> dict[str, str]:
