@@ -24,7 +24,9 @@ from jobs.services.lifecycle import job_transition
 from nodes.agent.identity import verify_receipt
 from nodes.agent.jobs import json_bytes
 from nodes.models import Node
-from nodes.selectors import no_candidate_reason, node_candidates
+from nodes.selectors import no_candidate_reason, node_candidates, nodes_online
+from privacy.relay import PRIVATE_PUSH_PATH, private_push, private_result_check
+from privacy.transport import TransportError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ def dispatch(job_pk: int) -> None:
     if job.queue_deadline and now >= job.queue_deadline:
         job_expire(job)
         return
+    if job.is_private and not nodes_online().filter(pk=job.pinned_node_id).exists():
+        # only the named node can open the request: no other node may be tried
+        _fail_private(job, "no_healthy_candidates", f"node {job.pinned_node.public_id} is not online")
+        return
     attempt = _claim(job, holder)
     if attempt is None:
         _wait_for_a_node(job)
@@ -78,15 +84,29 @@ def _spec(job: Job) -> dict:
 
 
 def job_expire(job: Job) -> None:
+    if job.is_private:
+        job_transition(job=job, expected=JobStatus.QUEUED, new_status=JobStatus.EXPIRED, error_code="expired_request",
+                       reason=f"the request expired before node {job.pinned_node.public_id} had a free slot")
+        return
     reason = no_candidate_reason(**_spec(job))
     waited = settings.JOB_QUEUE_TIMEOUT_SECONDS
     job_transition(job=job, expected=JobStatus.QUEUED, new_status=JobStatus.EXPIRED, reason=f"{reason} (waited {waited} s)")
 
 
+def _fail_private(job: Job, code: str, message: str, holder: str | None = None,
+                  expected=(JobStatus.QUEUED, *RUNNING_STATES)) -> None:
+    """End a private job: it has no other node to go to. The reservation is released."""
+    job_transition(job=job, expected=expected, new_status=JobStatus.FAILED, holder=holder,
+                   reason=f"{code}: {message}", error=message, error_code=code)
+
+
 def _wait_for_a_node(job: Job) -> None:
     from jobs.tasks import dispatch_job
 
-    reason = no_candidate_reason(**_spec(job))
+    if job.is_private:
+        reason = f"node {job.pinned_node.public_id} is busy; the job waits for a free slot on it"
+    else:
+        reason = no_candidate_reason(**_spec(job))
     now = timezone.now()
     changed = Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
         status_reason=reason[:300], next_dispatch_at=now + REDISPATCH_GRACE
@@ -119,7 +139,10 @@ def _claim(job: Job, holder: str) -> JobAttempt | None:
     workers spread over free nodes; only if every fitting node was locked does it
     wait its turn on them, rather than send the job to sleep while slots are free.
     """
-    candidates = node_candidates(**_spec(job))
+    if job.is_private:
+        candidates = list(nodes_online().filter(pk=job.pinned_node_id))
+    else:
+        candidates = node_candidates(**_spec(job))
     locked = []
     for candidate in candidates:
         try:
@@ -173,8 +196,19 @@ def _containers(job: Job, node: Node) -> list[str]:
 def _run_attempt(job: Job, attempt: JobAttempt, holder: str) -> None:
     node = attempt.node
     try:
-        stream = JobStream(node, _containers(job, node), job.container_data)
-    except (NodeUnreachable, NodeRefused) as exc:
+        if job.is_private:
+            stream = JobStream(node, private_push(job), path=PRIVATE_PUSH_PATH)
+        else:
+            stream = JobStream(node, {"containers": _containers(job, node), "data": job.container_data})
+    except NodeRefused as exc:
+        if job.is_private and exc.code:
+            # the node would not open it (bad envelope, unknown key, expired, replayed): final
+            _end_attempt(attempt, JobAttempt.Status.FAILED, str(exc))
+            _fail_private(job, exc.code, str(exc), holder=holder, expected=RUNNING_STATES)
+            return
+        _fail_over(job, attempt, holder, str(exc))
+        return
+    except NodeUnreachable as exc:
         _fail_over(job, attempt, holder, str(exc))
         return
     try:
@@ -280,9 +314,12 @@ def wake_waiting_jobs(*, node: Node, slots: int) -> None:
 
     woken = 0
     waiting = Job.objects.filter(status=JobStatus.QUEUED).order_by("created_at")
-    for pk, model, containers, excluded in waiting.values_list("pk", "model", "containers", "excluded_nodes")[:200]:
+    rows = waiting.values_list("pk", "model", "containers", "excluded_nodes", "pinned_node_id")[:200]
+    for pk, model, containers, excluded, pinned in rows:
         if woken >= slots:
             return
+        if pinned is not None and pinned != node.pk:
+            continue
         fits = all(c in node.containers for c in containers) if containers else model in node.model_map
         if fits and node.public_id not in excluded:
             dispatch_job.send(pk)
@@ -312,6 +349,10 @@ def _fail_over(job: Job, attempt: JobAttempt, holder: str, error: str) -> None:
 
     log.info("job %s: %s", job.public_id, error)
     _end_attempt(attempt, JobAttempt.Status.LOST, error)
+    if job.is_private:
+        # no failover: no other node holds the key the request was sealed to
+        _fail_private(job, "no_healthy_candidates", error, holder=holder, expected=RUNNING_STATES)
+        return
     if job.attempt_count >= settings.JOB_MAX_ATTEMPTS:
         job_transition(
             job=job, expected=RUNNING_STATES, new_status=JobStatus.FAILED, holder=holder,
@@ -361,6 +402,9 @@ def _settle_from_node(job: Job, attempt: JobAttempt, holder: str) -> None:
 
 
 def settle(job: Job, attempt: JobAttempt, holder: str, result: dict) -> None:
+    if job.is_private:
+        _settle_private(job, attempt, holder, result)
+        return
     node = attempt.node
     container_result = result.get("result") or {}
     receipt = result.get("receipt")
@@ -389,6 +433,36 @@ def settle(job: Job, attempt: JobAttempt, holder: str, result: dict) -> None:
         reason=f"container {container_result.get('container', '?')} failed: {error}"[:300], error=error,
         receipt=receipt, receipt_verified=verified,
     )
+
+
+def _settle_private(job: Job, attempt: JobAttempt, holder: str, result: dict) -> None:
+    """Keep the sealed response only with a receipt that verifies; settle on success."""
+    node = attempt.node
+    if result.get("reason") == "cancelled":
+        _fail_private(job, "cancelled_on_node", f"node {node.public_id} cancelled the job", holder=holder,
+                      expected=RUNNING_STATES)
+        _end_attempt(attempt, JobAttempt.Status.FAILED, "cancelled on the node")
+        return
+    try:
+        checked = private_result_check(job=job, node=node, result=result)
+    except TransportError as exc:
+        _end_attempt(attempt, JobAttempt.Status.FAILED, str(exc))
+        _fail_private(job, exc.code, f"node {node.public_id}: {exc}", holder=holder, expected=RUNNING_STATES)
+        return
+    succeeded = checked.status == "success"
+    _end_attempt(attempt, JobAttempt.Status.SUCCEEDED if succeeded else JobAttempt.Status.FAILED)
+    outcome = dict(
+        encrypted_response=checked.encrypted_response, receipt=checked.receipt, receipt_verified=True,
+        receipt_hash=checked.receipt_hash,
+    )
+    if succeeded:
+        job_transition(job=job, expected=RUNNING_STATES, new_status=JobStatus.COMPLETED, holder=holder,
+                       reason=f"completed on node {node.public_id}", progress=100, **outcome)
+    else:
+        job_transition(job=job, expected=RUNNING_STATES, new_status=JobStatus.FAILED, holder=holder,
+                       reason=f"failed on node {node.public_id}; its error is sealed in encrypted_response",
+                       error="the job failed on the node; the error is sealed to you in encrypted_response",
+                       error_code="private_job_failed", **outcome)
 
 
 def _recover(job: Job, holder: str) -> None:

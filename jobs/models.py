@@ -67,6 +67,20 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     receipt = models.JSONField(null=True, blank=True)
     receipt_verified = models.BooleanField(default=False)
+    # why it failed, as a problem code a client can act on (e.g. invalid_encrypted_request)
+    error_code = models.CharField(max_length=40, blank=True)
+
+    # a private job (privacy/): sealed to one node's transport key; the marketplace
+    # holds the envelopes only, and the job runs on that node or nowhere
+    is_private = models.BooleanField(default=False, db_index=True)
+    pinned_node = models.ForeignKey(
+        Node, null=True, blank=True, on_delete=models.PROTECT, related_name="pinned_jobs"
+    )
+    encrypted_request = models.JSONField(null=True, blank=True)
+    encrypted_response = models.JSONField(null=True, blank=True)
+    request_expires_at = models.CharField(
+        max_length=20, blank=True, help_text="the sealed request's expires_at: Unix seconds, exactly as sealed"
+    )
 
     estimated_cost_wei = WeiField(default=0)
     estimated_time_seconds = models.PositiveIntegerField(default=0)

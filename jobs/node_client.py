@@ -29,7 +29,15 @@ class NodeUnreachable(Exception):
 
 
 class NodeRefused(Exception):
-    """The node answered the push with an error: the attempt fails over."""
+    """The node answered the push with an error: the attempt fails over (a private job fails).
+
+    ``code`` is the node's problem code when it gave one (a private job's
+    ``invalid_encrypted_request``, ``unknown_key_id``, ``expired_request``...).
+    """
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _headers(node: Node) -> dict[str, str]:
@@ -49,11 +57,11 @@ class JobStream:
     renew its lease, watch the deadline and notice a cancel between chunks.
     """
 
-    def __init__(self, node: Node, containers: list[str], data) -> None:
+    def __init__(self, node: Node, body: dict, path: str = "/api/jobs/stream") -> None:
         try:
             self._response = _session().post(
-                f"{node.url.rstrip('/')}/api/jobs/stream",
-                json={"containers": containers, "data": data},
+                f"{node.url.rstrip('/')}{path}",
+                json=body,
                 headers={**_headers(node), "X-Stream-Format": "events"},
                 stream=True,
                 timeout=(CONNECT_TIMEOUT, None),
@@ -61,12 +69,17 @@ class JobStream:
         except requests.RequestException as exc:
             raise NodeUnreachable(f"node {node.public_id} is unreachable: {type(exc).__name__}") from None
         if self._response.status_code != 200:
+            code = ""
             try:
-                message = self._response.json().get("error", "")
-            except ValueError:
+                payload = self._response.json()
+                message = payload.get("error", "")
+                code = str((payload.get("params") or {}).get("code", ""))
+            except (ValueError, AttributeError):
                 message = self._response.text[:200]
             self._response.close()
-            raise NodeRefused(f"node {node.public_id} refused the job (HTTP {self._response.status_code}): {message}")
+            raise NodeRefused(
+                f"node {node.public_id} refused the job (HTTP {self._response.status_code}): {message}", code=code
+            )
         self.events: queue.Queue[StreamEvent] = queue.Queue()
         self._thread = threading.Thread(target=self._read, name=f"stream-{node.public_id}", daemon=True)
         self._thread.start()

@@ -58,7 +58,7 @@ class JobSubmitSerializer(serializers.Serializer):
         return attrs
 
 
-def _time(value):
+def iso_time(value):
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
@@ -68,8 +68,8 @@ def job_summary(job: Job) -> dict:
         "status": job.status,
         "model": job.model or None,
         "containers": job.containers or None,
-        "created_at": _time(job.created_at),
-        "completed_at": _time(job.completed_at),
+        "created_at": iso_time(job.created_at),
+        "completed_at": iso_time(job.completed_at),
     }
 
 
@@ -100,11 +100,13 @@ def job_detail(job: Job) -> dict:
         "timeout_seconds": job.timeout_seconds,
         "miner_id": node.miner.public_id if node else None,
         "node_id": node.public_id if node else None,
-        "created_at": _time(job.created_at),
-        "started_at": _time(job.started_at),
-        "completed_at": _time(job.completed_at),
+        "created_at": iso_time(job.created_at),
+        "started_at": iso_time(job.started_at),
+        "completed_at": iso_time(job.completed_at),
         "result": job.result,
         "error": job.error or None,
+        "error_code": job.error_code or None,
+        "private": job.is_private,
         "estimated_cost": str(job.estimated_cost_wei),
         "estimated_time_seconds": job.estimated_time_seconds,
         "policy_version": job.policy_version,

@@ -194,6 +194,9 @@ RATE_LIMIT_PER_HOUR = env_int("RATE_LIMIT_PER_HOUR", 1000)
 MAX_CONCURRENT_JOBS = env_int("MAX_CONCURRENT_JOBS", 20)
 MAX_TIMEOUT_SECONDS = env_int("MAX_TIMEOUT_SECONDS", 24 * 3600)
 JOB_QUEUE_TIMEOUT_SECONDS = env_int("JOB_QUEUE_TIMEOUT_SECONDS", 300)
+# a private request may be sealed to expire at most this far ahead: the node keeps a replay
+# cache for each key until the key retires, so requests must not outlive their keys by much
+PRIVATE_REQUEST_MAX_TTL_SECONDS = env_int("PRIVATE_REQUEST_MAX_TTL_SECONDS", 24 * 3600)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 NODE_HEARTBEAT_SECONDS = env_int("NODE_HEARTBEAT_SECONDS", 5)
 NODE_OFFLINE_AFTER_SECONDS = env_int("NODE_OFFLINE_AFTER_SECONDS", 20)

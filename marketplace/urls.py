@@ -6,4 +6,5 @@ urlpatterns = [
     path("v1/", include("jobs.urls")),
     path("v1/", include("nodes.urls")),
     path("v1/", include("billing.urls")),
+    path("v1/", include("privacy.urls")),
 ]

@@ -16,6 +16,8 @@ from nodes.agent.identity import request_signing_message, verify_signature
 from nodes.exceptions import EnrollmentRefused, NodeAuthenticationFailed, NodeRequestInvalid
 from nodes.gpus import gpu_type_normalize
 from nodes.models import EnrollmentToken, Node
+from privacy.keys import transport_key_check
+from privacy.transport import TransportError
 
 SIGNATURE_MAX_AGE_SECONDS = 120
 
@@ -69,10 +71,22 @@ def _hardware_summary(hardware: list) -> dict:
     }
 
 
+def transport_keys_check(*, identity_public_key: str, keys: list) -> list[dict]:
+    """Every published transport key must be signed by the node's identity key; keep none otherwise."""
+    try:
+        checked = [transport_key_check(record, identity_public_key) for record in keys]
+    except TransportError as exc:
+        raise NodeRequestInvalid(f"transport_keys: {exc}", code="invalid_transport_key") from None
+    if len({record["key_id"] for record in checked}) != len(checked):
+        raise NodeRequestInvalid("transport_keys: every key_id must be different", code="invalid_transport_key")
+    return checked
+
+
 def node_enroll(*, secret: str, spec: dict, headers, path: str, body: bytes) -> Enrollment:
     """Trade a one-time enrolment token for a node id and credentials."""
     public_key = spec["identity_public_key"]
     signature_check(public_key=public_key, headers=headers, method="POST", path=path, body=body)
+    transport_keys = transport_keys_check(identity_public_key=public_key, keys=spec.get("transport_keys", []))
     with transaction.atomic():
         try:
             token = EnrollmentToken.objects.select_for_update().select_related("miner").get(secret_hash=secret_hash(secret))
@@ -98,6 +112,7 @@ def node_enroll(*, secret: str, spec: dict, headers, path: str, body: bytes) -> 
                 hardware={"capabilities": spec.get("hardware", [])},
                 capacity=spec.get("capacity", 4),
                 price_per_second_wei=Decimal(spec.get("price_per_second_wei", "0")),
+                transport_keys=transport_keys,
                 last_heartbeat_at=timezone.now(),
                 **summary,
             )
@@ -147,6 +162,10 @@ def node_heartbeat(*, node: Node, report: dict) -> Node:
         if not isinstance(report["capacity"], int) or report["capacity"] < 1:
             raise NodeRequestInvalid("capacity must be a positive integer")
         fields["capacity"] = report["capacity"]
+    if "transport_keys" in report:
+        fields["transport_keys"] = transport_keys_check(
+            identity_public_key=node.identity_public_key, keys=report.pop("transport_keys")
+        )
     Node.objects.filter(pk=node.pk).update(**fields)
     for name, value in fields.items():
         setattr(node, name, value)

@@ -196,7 +196,7 @@ def open_request(*, envelope, context: Context, node_private_key: X25519PrivateK
     aad = request_aad(context)
     aad_hash = hashlib.sha256(aad).digest()
     if parsed.aad_hash is not None and parsed.aad_hash != aad_hash.hex():
-        raise TransportError("aad_hash does not match this job", code="aad_hash_mismatch")
+        raise TransportError("aad_hash does not match this job's context (job, customer, node, model, expiry)")
     node_public = node_private_key.public_key().public_bytes_raw()
     shared = _shared_secret(node_private_key, parsed.client_public_key)
     transcript = _transcript(parsed.key_id, parsed.client_public_key, node_public, aad_hash)
@@ -234,7 +234,7 @@ def open_response(*, envelope, context: Context, request_aad_hash: str, response
     parsed = parse_envelope(envelope)
     aad = response_aad(context, request_aad_hash)
     if parsed.aad_hash is not None and parsed.aad_hash != hashlib.sha256(aad).hexdigest():
-        raise TransportError("the response's aad_hash does not match this job", code="aad_hash_mismatch")
+        raise TransportError("the response's aad_hash does not match this job")
     key = _hkdf(response_secret, parsed.nonce, b"resp\x00" + hashlib.sha256(aad).digest())
     try:
         return ChaCha20Poly1305(key).decrypt(parsed.nonce, parsed.ciphertext, aad)

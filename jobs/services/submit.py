@@ -77,69 +77,23 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
         expected_seconds=expected, policy=policy,
     )
     price_within_maximum(quote_wei=quote.price_wei, max_price_wei=spec.max_price_wei)
-    for attempt in range(DEADLOCK_RETRIES):
-        try:
-            return _create(principal, spec, idempotency_key, quote, gpu_type, expected)
-        except OperationalError as exc:
-            # PostgreSQL broke a lock cycle by aborting this transaction: nothing was written
-            if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-def _create(principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None, quote, gpu_type: str,
-            expected: int) -> Submission:
-    from jobs.tasks import dispatch_job
-
-    customer = principal.customer
-    now = timezone.now()
+    fields = dict(
+        model=spec.model,
+        containers=spec.containers,
+        input=spec.input,
+        output_config=spec.output_config,
+        gpu_type=gpu_type,
+        gpu_count=spec.gpu_count,
+        min_vram_gb=spec.min_vram_gb,
+        priority=spec.priority,
+        timeout_seconds=spec.timeout_seconds,
+        max_price_wei=spec.max_price_wei,
+        estimated_time_seconds=_estimate_seconds(spec, expected),
+        idempotency_key=idempotency_key or None,
+        request_hash=spec.fingerprint(),
+    )
     try:
-        with transaction.atomic():
-            # one submit at a time per customer, through the row every submit and every
-            # settlement locks first anyway (its account): the concurrent-job quota and the
-            # balance cannot be raced past, and no second lock order exists to deadlock on
-            account = account_for_customer(customer)
-            Account.objects.select_for_update().filter(pk=account.pk).first()
-            if jobs_active_count(customer=customer) >= customer.concurrent_job_limit:
-                raise QuotaExceeded(
-                    f"you already have {customer.concurrent_job_limit} jobs queued or running, "
-                    "the most your account allows; wait for one to finish"
-                )
-            key_limit = principal.api_key.max_concurrent_jobs if principal.api_key else None
-            if key_limit is not None and jobs_active_count(customer=customer, api_key=principal.api_key) >= key_limit:
-                raise QuotaExceeded(
-                    f"this API key already has {key_limit} jobs queued or running, the most it is allowed"
-                )
-            spending_check(customer=customer, api_key=principal.api_key, amount=quote.price_wei)
-            job = Job.objects.create(
-                customer=customer,
-                api_key=principal.api_key,
-                model=spec.model,
-                containers=spec.containers,
-                input=spec.input,
-                output_config=spec.output_config,
-                gpu_type=gpu_type,
-                gpu_count=spec.gpu_count,
-                min_vram_gb=spec.min_vram_gb,
-                priority=spec.priority,
-                timeout_seconds=spec.timeout_seconds,
-                estimated_cost_wei=quote.price_wei,
-                quoted_price_wei=quote.price_wei,
-                reserved_price_wei=quote.price_wei,
-                max_price_wei=spec.max_price_wei,
-                billing_status=BillingStatus.RESERVED,
-                estimated_time_seconds=_estimate_seconds(spec, expected),
-                policy_version=quote.policy_version,
-                idempotency_key=idempotency_key or None,
-                request_hash=spec.fingerprint(),
-                queue_deadline=now + timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_SECONDS),
-                next_dispatch_at=now + timedelta(seconds=30),
-                created_at=now,
-            )
-            # the quote is held in the same transaction: no funds, no job
-            funds_reserve(job=job, amount=quote.price_wei)
-            JobEvent.objects.create(job=job, new_status=JobStatus.QUEUED, reason="submitted", created_at=now)
-            transaction.on_commit(lambda: dispatch_job.send(job.pk))
+        job = job_create_reserved(principal=principal, quote=quote, fields=fields)
     except IntegrityError:
         # a retry with the same Idempotency-Key won the race: answer with its job
         existing = Job.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
@@ -147,6 +101,65 @@ def _create(principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | 
             raise
         return _replay(existing, spec)
     return Submission(job=job, created=True)
+
+
+def job_create_reserved(*, principal: CustomerPrincipal, quote, fields: dict, queue_deadline=None) -> Job:
+    """Create a queued job with its quote reserved, inside the customer's quotas; enqueue it.
+
+    Raises ``IntegrityError`` when a unique field (an idempotency key, a client-made
+    job id) is already taken, for the caller to answer with the job that took it.
+    """
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return _create(principal, quote, fields, queue_deadline)
+        except OperationalError as exc:
+            # PostgreSQL broke a lock cycle by aborting this transaction: nothing was written
+            if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -> Job:
+    from jobs.tasks import dispatch_job
+
+    customer = principal.customer
+    now = timezone.now()
+    default_deadline = now + timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_SECONDS)
+    with transaction.atomic():
+        # one submit at a time per customer, through the row every submit and every
+        # settlement locks first anyway (its account): the concurrent-job quota and the
+        # balance cannot be raced past, and no second lock order exists to deadlock on
+        account = account_for_customer(customer)
+        Account.objects.select_for_update().filter(pk=account.pk).first()
+        if jobs_active_count(customer=customer) >= customer.concurrent_job_limit:
+            raise QuotaExceeded(
+                f"you already have {customer.concurrent_job_limit} jobs queued or running, "
+                "the most your account allows; wait for one to finish"
+            )
+        key_limit = principal.api_key.max_concurrent_jobs if principal.api_key else None
+        if key_limit is not None and jobs_active_count(customer=customer, api_key=principal.api_key) >= key_limit:
+            raise QuotaExceeded(
+                f"this API key already has {key_limit} jobs queued or running, the most it is allowed"
+            )
+        spending_check(customer=customer, api_key=principal.api_key, amount=quote.price_wei)
+        job = Job.objects.create(
+            customer=customer,
+            api_key=principal.api_key,
+            estimated_cost_wei=quote.price_wei,
+            quoted_price_wei=quote.price_wei,
+            reserved_price_wei=quote.price_wei,
+            billing_status=BillingStatus.RESERVED,
+            policy_version=quote.policy_version,
+            queue_deadline=min(queue_deadline or default_deadline, default_deadline),
+            next_dispatch_at=now + timedelta(seconds=30),
+            created_at=now,
+            **fields,
+        )
+        # the quote is held in the same transaction: no funds, no job
+        funds_reserve(job=job, amount=quote.price_wei)
+        JobEvent.objects.create(job=job, new_status=JobStatus.QUEUED, reason="submitted", created_at=now)
+        transaction.on_commit(lambda: dispatch_job.send(job.pk))
+    return job
 
 
 def _replay(existing: Job, spec: JobSpec) -> Submission:

@@ -83,6 +83,9 @@ class AgentConfig:
     # what the node tells the marketplace when it enrols
     capacity: int = 8
     price_per_second_wei: str = "0"
+    # private jobs: a new X25519 transport key this often; the old one opens requests for the grace
+    transport_key_rotation_seconds: float = 86400.0
+    transport_key_grace_seconds: float = 3600.0
 
     def container(self, container_id: str) -> ContainerConfig | None:
         return self._by_id.get(container_id)
@@ -214,6 +217,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> AgentConfig
         raise ConfigError("max_pending_jobs, max_finished_jobs and max_body_bytes must be positive")
     if config.capacity < 1 or not str(config.price_per_second_wei).isdigit():
         raise ConfigError("capacity must be positive and price_per_second_wei a whole number of wei")
+    if config.transport_key_rotation_seconds < 1 or config.transport_key_grace_seconds < 0:
+        raise ConfigError("transport_key_rotation_seconds must be at least 1 and transport_key_grace_seconds not negative")
     if config.rate_limit.num_requests < 1 or config.rate_limit.period <= 0:
         raise ConfigError("rate_limit must allow at least one request per positive period")
     return config

@@ -19,24 +19,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from privacy.keys import PRIVATE_RECEIPT_FIELDS
+
 log = logging.getLogger(__name__)
 
 IDENTITY_FILE = "identity_ed25519.pem"
 
-RECEIPT_FIELDS = (
-    "job_id",
-    "node_id",
-    "model_id",
-    "key_id",
-    "request_aad_hash",
-    "request_ciphertext_sha256",
-    "response_aad_hash",
-    "response_ciphertext_sha256",
-    "status",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-)
+# a receipt has the private transport's fields for every job (empty where a job is not private)
+RECEIPT_FIELDS = PRIVATE_RECEIPT_FIELDS
 
 
 def b64u(data: bytes) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from nodes.agent.config import AgentConfig
 from nodes.agent.errors import AgentError, AtCapacity, ContainerFailure
 from nodes.agent.identity import Identity, sha256_hex
+from nodes.agent.private import PrivateSeal
 from nodes.agent.runtimes.base import Chunk, ContainerCall, Event, Progress, Runtime
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class Job:
     started_monotonic: float = 0.0
     finished_monotonic: float = 0.0
     current_container: str = ""
+    # a private job: its output leaves the node only sealed to the customer
+    private: PrivateSeal | None = None
 
     @property
     def finished(self) -> bool:
@@ -159,7 +162,8 @@ class JobRunner:
         self._identity = identity
         self._node_id = node_id
 
-    def submit(self, *, client_ip: str, containers: list[str], data: Any, requires_proof: bool, stream: bool) -> Job:
+    def submit(self, *, client_ip: str, containers: list[str], data: Any, requires_proof: bool, stream: bool,
+               private: PrivateSeal | None = None) -> Job:
         job = Job(
             id=str(uuid.uuid4()),
             client_ip=client_ip,
@@ -167,6 +171,7 @@ class JobRunner:
             data=data,
             requires_proof=requires_proof,
             stream=asyncio.Queue() if stream else None,
+            private=private,
         )
         self._store.add(job)
         job.task = asyncio.create_task(self._run(job))
@@ -185,10 +190,15 @@ class JobRunner:
         count = len(job.containers)
         data = job.data
         try:
+            if job.private is not None and job.private.refusal:
+                self._fail(job, job.containers[0], job.private.refusal, "invalid_request")
+                return
             for index, container_id in enumerate(job.containers):
                 job.current_container = container_id
                 last = index == count - 1
-                output = await self._call(job, container_id, data, index, count, stream=last and job.stream is not None)
+                # a private job's output is never streamed: chunks would leave the node in plaintext
+                stream = last and job.stream is not None and job.private is None
+                output = await self._call(job, container_id, data, index, count, stream=stream)
                 if output is None and job.finished:
                     return
                 if last:
@@ -245,8 +255,10 @@ class JobRunner:
         job.reason = reason
         job.completed_at = _now_iso()
         duration_ms = int((time.monotonic() - job.started_monotonic) * 1000)
-        job.receipt = self._identity.sign_receipt(
-            {
+        if job.private is not None:
+            fields = self._seal_private(job, status)
+        else:
+            fields = {
                 "job_id": job.id,
                 "node_id": self._node_id,
                 "model_id": ",".join(job.containers),
@@ -255,6 +267,10 @@ class JobRunner:
                 "request_ciphertext_sha256": sha256_hex(json_bytes(job.data)),
                 "response_aad_hash": "",
                 "response_ciphertext_sha256": sha256_hex(json_bytes(job.result)),
+            }
+        job.receipt = self._identity.sign_receipt(
+            {
+                **fields,
                 "status": status,
                 "started_at": job.started_at,
                 "completed_at": job.completed_at,
@@ -264,3 +280,14 @@ class JobRunner:
         if job.stream is not None:
             job.stream.put_nowait(_STREAM_END)
         self._store.mark_finished(job)
+
+    @staticmethod
+    def _seal_private(job: Job, status: str) -> dict[str, str]:
+        """Seal the result to the customer and forget the plaintext; the receipt's hashes."""
+        result = job.result or {}
+        plaintext = {"output": result.get("output")} if status == SUCCESS else {"error": str(result.get("error", ""))}
+        response = job.private.seal(plaintext)
+        job.result = {"container": result.get("container", job.current_container), "encrypted_response": response}
+        job.data = None
+        job.intermediate = []
+        return job.private.receipt_fields(response)

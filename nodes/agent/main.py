@@ -12,7 +12,7 @@ from aiohttp import web
 from nodes.agent.config import AgentConfig
 from nodes.agent.identity import load_or_create_identity
 from nodes.agent.marketplace_link import enroll, heartbeat_loop
-from nodes.agent.server import build_app, build_state
+from nodes.agent.server import build_app, build_state, make_keyring
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +28,18 @@ class MarketplaceOptions:
 async def serve(config: AgentConfig, state_dir: Path, *, access_log: bool = False, ready=print,
                 marketplace: MarketplaceOptions | None = None) -> None:
     identity = load_or_create_identity(state_dir)
+    keyring = make_keyring(config, identity)
     enrollment = None
     if marketplace is not None:
         enrollment = await enroll(
             marketplace=marketplace.url, token=marketplace.enroll_token, config=config, identity=identity,
-            state_dir=state_dir, public_url=marketplace.public_url, name=marketplace.name,
+            state_dir=state_dir, public_url=marketplace.public_url, name=marketplace.name, keyring=keyring,
         )
     state = build_state(
         config, state_dir, identity=identity,
         node_id=enrollment.node_id if enrollment else "",
         push_token=enrollment.push_token if enrollment else "",
+        keyring=keyring,
     )
     app = build_app(state)
     runner = web.AppRunner(app, access_log=log if access_log else None, handle_signals=False)
@@ -50,8 +52,13 @@ async def serve(config: AgentConfig, state_dir: Path, *, access_log: bool = Fals
             f"({len(config.containers)} containers: {', '.join(c.id for c in config.containers)})"
         )
         if enrollment is not None:
-            report = lambda: {"pending": state.store.pending, "capacity": config.capacity}  # noqa: E731
-            state.background.add(asyncio.create_task(heartbeat_loop(enrollment, identity, report)))
+            def report() -> dict:
+                return {"pending": state.store.pending, "capacity": config.capacity,
+                        "transport_keys": state.keyring.published()}
+
+            state.background.add(
+                asyncio.create_task(heartbeat_loop(enrollment, identity, report, wake=state.keys_changed))
+            )
             ready(f"enrolled with {enrollment.marketplace} as {enrollment.node_id}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

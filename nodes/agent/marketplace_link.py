@@ -18,6 +18,7 @@ import aiohttp
 from nodes.agent.config import AgentConfig
 from nodes.agent.hardware import hardware_capabilities
 from nodes.agent.identity import Identity
+from nodes.agent.transport_keys import TransportKeyring
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ def _load(path: Path, marketplace: str) -> Enrollment | None:
     return Enrollment(**data)
 
 
-def enrollment_request(config: AgentConfig, identity: Identity, token: str, public_url: str, name: str) -> dict:
+def enrollment_request(config: AgentConfig, identity: Identity, token: str, public_url: str, name: str,
+                       keyring: TransportKeyring) -> dict:
     models = {}
     for container in config.containers:
         for model in container.models:
@@ -69,6 +71,7 @@ def enrollment_request(config: AgentConfig, identity: Identity, token: str, publ
         "hardware": hardware_capabilities(),
         "capacity": config.capacity,
         "price_per_second_wei": config.price_per_second_wei,
+        "transport_keys": keyring.published(),
     }
 
 
@@ -87,15 +90,18 @@ async def _post_signed(session: aiohttp.ClientSession, identity: Identity, url: 
 
 
 async def enroll(*, marketplace: str, token: str | None, config: AgentConfig, identity: Identity, state_dir: Path,
-                 public_url: str, name: str, wait_seconds: float = 60) -> Enrollment:
-    """Use the saved enrolment for this marketplace, or enrol with ``token``."""
+                 public_url: str, name: str, keyring: TransportKeyring, wait_seconds: float = 60) -> Enrollment:
+    """Use the saved enrolment for this marketplace, or enrol with ``token``.
+
+    A saved enrolment publishes this run's transport keys with the first heartbeat.
+    """
     path = state_dir / ENROLLMENT_FILE
     saved = _load(path, marketplace)
     if saved is not None:
         return saved
     if not token:
         raise LinkError(f"this node is not enrolled with {marketplace}: pass --enroll-token")
-    body = await asyncio.to_thread(enrollment_request, config, identity, token, public_url, name)
+    body = await asyncio.to_thread(enrollment_request, config, identity, token, public_url, name, keyring)
     deadline = asyncio.get_running_loop().time() + wait_seconds
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
         while True:
@@ -122,11 +128,16 @@ async def enroll(*, marketplace: str, token: str | None, config: AgentConfig, id
     return enrollment
 
 
-async def heartbeat_loop(enrollment: Enrollment, identity: Identity, report) -> None:
-    """Beat until cancelled; ``report()`` gives the current load. Failures are logged and retried."""
+async def heartbeat_loop(enrollment: Enrollment, identity: Identity, report, wake: asyncio.Event | None = None) -> None:
+    """Beat until cancelled; ``report()`` gives the current load and transport keys.
+
+    Failures are logged and retried. ``wake`` set (the keys changed) beats at once.
+    """
     path = f"/v1/nodes/{enrollment.node_id}/heartbeat"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         while True:
+            if wake is not None:
+                wake.clear()  # set again while this beat is on its way: the next one goes at once
             try:
                 status, payload = await _post_signed(
                     session, identity, enrollment.marketplace, path, report(), token=enrollment.node_token
@@ -135,4 +146,10 @@ async def heartbeat_loop(enrollment: Enrollment, identity: Identity, report) -> 
                     log.warning("heartbeat refused (HTTP %s): %s", status, payload)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 log.warning("heartbeat failed: %s", exc)
-            await asyncio.sleep(enrollment.heartbeat_interval_seconds)
+            if wake is None:
+                await asyncio.sleep(enrollment.heartbeat_interval_seconds)
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), enrollment.heartbeat_interval_seconds)
+            except asyncio.TimeoutError:
+                pass

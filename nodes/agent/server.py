@@ -28,10 +28,12 @@ from nodes.agent.guards import RateLimiter, is_delegated_subscription, parse_job
 from nodes.agent.hardware import hardware_capabilities
 from nodes.agent.identity import Identity, load_or_create_identity
 from nodes.agent.jobs import FAILED, RUNNING, SUCCESS, Job, JobRunner, JobStore
+from nodes.agent.private import private_job_open
 from nodes.agent.runtimes.base import Runtime
 from nodes.agent.runtimes.docker import DockerRuntime
 from nodes.agent.runtimes.http import HttpServiceRuntime
 from nodes.agent.runtimes.process import ProcessRuntime
+from nodes.agent.transport_keys import TransportKeyring
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,12 @@ class AgentState:
     runner: JobRunner
     runtimes: dict[str, Runtime]
     limiter: RateLimiter
+    keyring: TransportKeyring
     # set once the node is enrolled: the marketplace presents it when it pushes jobs
     push_token: str = ""
     background: set[asyncio.Task] = field(default_factory=set)
+    # set when the transport keys changed: the heartbeat publishes them at once
+    keys_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 STATE = web.AppKey("agent_state", AgentState)
@@ -175,7 +180,11 @@ async def info(request: web.Request) -> web.Response:
             "containers": _container_info(state),
             "pending": {"offchain": state.store.pending, "onchain": 0},
             "chain": {"enabled": False, "address": state.config.chain_address},
-            "node": {"id": state.node_id, "identity_public_key": state.identity.public_key_b64u},
+            "node": {
+                "id": state.node_id,
+                "identity_public_key": state.identity.public_key_b64u,
+                "transport_keys": state.keyring.published(),
+            },
         }
     )
 
@@ -298,6 +307,55 @@ async def create_job_stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def create_private_job_stream(request: web.Request) -> web.StreamResponse:
+    """A private job from the marketplace, answered in the "events" stream format.
+
+    The envelope is opened before the answer starts: a request this node cannot
+    open is refused with its problem code, and nothing runs.
+    """
+    state = request.app[STATE]
+    if request.get("client") != MARKETPLACE_CLIENT:
+        raise AgentError("Private jobs come from the marketplace this node is enrolled with", http_status=401)
+    body = await _json_body(request)
+    state.store.reserve_slot()  # before opening: a request refused for capacity is not spent
+    opened = private_job_open(body, config=state.config, keyring=state.keyring, node_id=state.node_id)
+    job = state.runner.submit(
+        client_ip=MARKETPLACE_CLIENT, containers=[opened.container_id], data=opened.data, requires_proof=False,
+        stream=True, private=opened.seal,
+    )
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(f"{job.id}\n".encode())
+    try:
+        while await job.stream.get() is not None:
+            pass  # a private job streams no output: only its end is awaited
+        await response.write(json.dumps({"result": job.as_result()}).encode() + b"\n")
+        await response.write_eof()
+    except ConnectionResetError:
+        pass
+    finally:
+        job.stream = None
+    return response
+
+
+async def transport_keys(request: web.Request) -> web.Response:
+    """The signed public transport keys: anyone may read them, and check them with the identity key."""
+    state = request.app[STATE]
+    return _json({"node_id": state.node_id, "identity_public_key": state.identity.public_key_b64u,
+                  "transport_keys": state.keyring.published()})
+
+
+async def rotate_transport_key(request: web.Request) -> web.Response:
+    """Start a new transport key now (the miner's own machine only); the old one enters its grace."""
+    state = request.app[STATE]
+    if not _is_loopback(request.remote or ""):
+        raise Forbidden("Unauthorized")
+    key_id = state.keyring.rotate()
+    state.keys_changed.set()
+    return _json({"key_id": key_id, "transport_keys": state.keyring.published()})
+
+
 async def get_jobs(request: web.Request) -> web.Response:
     state = request.app[STATE]
     client_ip = _client_ip(request)
@@ -355,6 +413,8 @@ async def _sweep(state: AgentState) -> None:
         await asyncio.sleep(SWEEP_SECONDS)
         state.store.evict()
         state.limiter.forget_idle()
+        if state.keyring.tick():
+            state.keys_changed.set()
 
 
 async def _start(app: web.Application) -> None:
@@ -387,8 +447,15 @@ async def _stop(app: web.Application) -> None:
             await runtime.stop()
 
 
+def make_keyring(config: AgentConfig, identity: Identity) -> TransportKeyring:
+    return TransportKeyring(
+        identity, rotation_seconds=config.transport_key_rotation_seconds,
+        grace_seconds=config.transport_key_grace_seconds,
+    )
+
+
 def build_state(config: AgentConfig, state_dir: Path, identity: Identity | None = None, node_id: str = "",
-                push_token: str = "") -> AgentState:
+                push_token: str = "", keyring: TransportKeyring | None = None) -> AgentState:
     identity = identity or load_or_create_identity(state_dir)
     node_id = node_id or config.node_id or identity.default_node_id
     store = JobStore(config)
@@ -401,6 +468,7 @@ def build_state(config: AgentConfig, state_dir: Path, identity: Identity | None 
         runner=JobRunner(config, runtimes, store, identity, node_id),
         runtimes=runtimes,
         limiter=RateLimiter(config.rate_limit),
+        keyring=keyring or make_keyring(config, identity),
         push_token=push_token,
     )
 
@@ -419,6 +487,9 @@ def build_app(state: AgentState) -> web.Application:
     app.router.add_post("/api/jobs/stream", create_job_stream)
     app.router.add_delete("/api/jobs/{job_id}", cancel_job)
     app.router.add_put("/api/status", put_status)
+    app.router.add_post("/api/private/jobs/stream", create_private_job_stream)
+    app.router.add_get("/transport-keys", transport_keys)
+    app.router.add_post("/transport-keys/rotate", rotate_transport_key)
     app.on_startup.append(_start)
     app.on_cleanup.append(_stop)
     return app

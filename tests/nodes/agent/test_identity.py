@@ -22,7 +22,10 @@ def test_the_key_is_made_on_first_start_with_mode_600_and_kept(tmp_path):
 
     second = start_agent(tmp_path, ECHO, state_dir=state)
     try:
-        assert second.get("/info").json()["node"] == node
+        again = second.get("/info").json()["node"]
+        assert (again["id"], again["identity_public_key"]) == (node["id"], node["identity_public_key"])
+        # transport keys live in memory only: a restart starts a new one
+        assert {k["key_id"] for k in again["transport_keys"]}.isdisjoint(k["key_id"] for k in node["transport_keys"])
     finally:
         second.stop()
     assert key_file.read_bytes() == pem
