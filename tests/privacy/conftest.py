@@ -1,0 +1,61 @@
+"""Real node agents enrolled with the live marketplace, and a customer with the private client."""
+import time
+
+import pytest
+
+from nodes.models import Node
+from nodes.services import enrollment_token_create
+from privacy.client import PrivateInferenceClient
+from tests import factories
+from tests.support.agent import start_agent
+
+CONTAINERS = [
+    {"id": "echo", "entrypoint": "nodes.agent.builtin:echo", "models": ["echo"], "workers": 2},
+    {"id": "sleep", "entrypoint": "nodes.agent.builtin:sleep", "models": ["sleep"], "workers": 2},
+]
+
+
+@pytest.fixture
+def enroll(live_server, tmp_path):
+    agents = []
+
+    def _enroll(name: str, **config):
+        token = enrollment_token_create(miner=factories.miner()).secret
+        agent = start_agent(
+            tmp_path / name,
+            {"containers": CONTAINERS, "capacity": 4, **config},
+            env={"NODE_HEARTBEAT_SECONDS": "1"},
+            extra_args=["--marketplace", live_server.url, "--enroll-token", token, "--name", name],
+        )
+        agents.append(agent)
+        deadline = time.monotonic() + 20
+        while not Node.objects.filter(name=name).exists():
+            assert time.monotonic() < deadline, agent.log()
+            time.sleep(0.05)
+        agent.node = Node.objects.get(name=name)
+        agent.push = {"Authorization": f"Bearer {agent.node.push_token}"}
+        return agent
+
+    yield _enroll
+    for agent in agents:
+        agent.stop()
+
+
+@pytest.fixture
+def pricing(db):
+    from billing.services import pricing_policy_publish
+
+    # a base price per job: an echo may take under a millisecond, and a bill of 0 proves little
+    pricing_policy_publish(model_base_prices_wei={"echo": "1000000000", "sleep": "1000000000"})
+
+
+@pytest.fixture
+def customer(db, pricing):
+    return factories.customer("private-customer")
+
+
+@pytest.fixture
+def client(live_server, customer):
+    from marketplace.services import api_key_create
+
+    return PrivateInferenceClient(live_server.url, api_key_create(customer=customer).secret)
