@@ -85,9 +85,13 @@ def transport_key_usable(record: dict[str, str], now: float | None = None) -> bo
 
 
 def transport_key_current(records: list[dict[str, str]], now: float | None = None) -> dict[str, str] | None:
-    """The key to seal to now: the newest one inside its window."""
+    """The key to seal to now: the newest one inside its window.
+
+    Two keys may begin in the same second (a rotation on demand): the one that was
+    rotated out ends sooner, at the end of its grace, so the later end is the newer key.
+    """
     usable = [r for r in records if transport_key_usable(r, now)]
-    return max(usable, key=lambda r: (int(r["not_before"]), r["key_id"])) if usable else None
+    return max(usable, key=lambda r: (int(r["not_before"]), int(r["not_after"]))) if usable else None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -19,6 +19,9 @@ from nodes.agent.identity import Identity
 from privacy.keys import key_statement
 from privacy.transport import Context, OpenedRequest, TransportError, b64u, open_request, parse_envelope
 
+# rotations on demand in quick succession keep at most this many keys (the oldest go first)
+MAX_KEYS = 8
+
 
 @dataclass
 class _Key:
@@ -70,6 +73,8 @@ class TransportKeyring:
         self._keys[key.key_id] = key
         self._current = key
         self.expire()
+        for oldest in sorted(self._keys.values(), key=lambda k: (k.not_before, k.not_after))[:-MAX_KEYS]:
+            self._destroy(oldest.key_id)
         return key.key_id
 
     def tick(self) -> bool:
@@ -83,9 +88,12 @@ class TransportKeyring:
     def expire(self) -> None:
         now = self._clock()
         for key_id in [k for k, key in self._keys.items() if key.not_after <= now]:
-            key = self._keys.pop(key_id)
-            key.private = None  # the last reference: OpenSSL frees (and clears) the key
-            key.opened.clear()
+            self._destroy(key_id)
+
+    def _destroy(self, key_id: str) -> None:
+        key = self._keys.pop(key_id)
+        key.private = None  # the last reference: OpenSSL frees (and clears) the key
+        key.opened.clear()
 
     @property
     def current_key_id(self) -> str:

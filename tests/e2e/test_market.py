@@ -8,11 +8,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
+from tests.support.agent import PROJECT_ROOT
 from tests.support.market import start_market
 
 
@@ -222,3 +224,21 @@ def test_a_completed_job_is_billed_and_its_receipt_verifies_with_the_nodes_key(m
     signed = {"body": receipt["receipt"], "hash": receipt["receipt_hash"], "signature": receipt["signature"]}
     assert verify_receipt(signed, receipt["node_public_key"])
     assert int(receipt["receipt"]["duration_ms"]) >= 1000
+
+
+def test_the_private_cli_seals_a_prompt_runs_it_and_prints_the_opened_result(market, tmp_path):
+    """The command a customer runs: pinned keys, a sealed prompt, the real workers, the opened answer."""
+    pins = tmp_path / "known_nodes.json"
+    command = [sys.executable, "-m", "privacy.cli", "--url", market.url, "--api-key", market.api_key,
+               "--pin-file", str(pins), "run", "--model", "echo", "a private prompt, in plain words"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"input": "a private prompt, in plain words"}
+    job_id = done.stderr.split()[1]
+    record = requests.get(f"{market.url}/v1/private-inference/jobs/{job_id}", headers=market.headers(), timeout=10).json()
+    assert record["status"] == "completed" and record["billing"]["status"] == "settled"
+    assert "plain words" not in json.dumps(record) and "plain words" not in market.log()
+    assert list(json.loads(pins.read_text())) == [record["node_id"]], "the node's identity was pinned on first use"
+
+    listed = subprocess.run(command[:-4] + ["nodes"], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert listed.returncode == 0 and record["node_id"] in listed.stdout

@@ -171,3 +171,17 @@ def test_a_receipt_signed_by_another_key_or_for_another_job_is_refused(identity)
     with pytest.raises(TransportError) as moved:
         private_receipt_check(_receipt(identity), identity.public_key_b64u, {"job_id": "some-other-job"})
     assert moved.value.code == "invalid_receipt" and "job_id" in str(moved.value)
+
+
+def test_a_key_rotated_in_the_same_second_is_still_the_current_one(keyring, clock):
+    for _ in range(5):
+        new_id = keyring.rotate()
+        assert transport_key_current(keyring.published(), clock.now)["key_id"] == new_id
+
+
+def test_rotating_again_and_again_keeps_a_bounded_key_set(keyring, clock):
+    from nodes.agent.transport_keys import MAX_KEYS
+
+    ids = [keyring.rotate() for _ in range(MAX_KEYS + 3)]
+    published = [r["key_id"] for r in keyring.published()]
+    assert len(published) == MAX_KEYS and ids[-1] in published and ids[0] not in published
