@@ -28,8 +28,8 @@ class JobAttemptInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("public_id", "customer", "model", "status", "node", "created_at", "completed_at")
-    list_filter = ("status", "priority")
+    list_display = ("public_id", "customer", "model", "status", "is_private", "node", "created_at", "completed_at")
+    list_filter = ("status", "is_private", "priority", "error_code")
     search_fields = ("public_id", "customer__name", "model")
     inlines = [JobEventInline, JobAttemptInline]
 

@@ -300,3 +300,57 @@ def test_a_marketplace_that_swaps_a_nodes_keys_is_caught_by_the_client(enroll, c
         pinned.verify_node({"node_id": node.public_id, "identity_public_key": impostor, "transport_keys": [],
                             "models": []})
     assert changed.value.code == "identity_key_changed"
+
+
+def test_money_is_checked_before_a_private_job_is_queued(enroll, live_server, pricing):
+    from marketplace.services import api_key_create
+
+    enroll("alpha")
+    broke = factories.customer("broke", funds=0)
+    client = PrivateInferenceClient(live_server.url, api_key_create(customer=broke).secret)
+    (offer,) = client.nodes()
+    with pytest.raises(PrivateInferenceError) as poor:
+        client.submit(offer, model_id="echo", input="x")
+    assert (poor.value.status, poor.value.code) == (402, "insufficient_balance")
+
+    rich = PrivateInferenceClient(live_server.url, api_key_create(customer=factories.customer("rich")).secret)
+    with pytest.raises(PrivateInferenceError) as capped:
+        rich.submit(offer, model_id="echo", input="x", max_price_wei=offer.models["echo"] - 1)
+    assert (capped.value.status, capped.value.code) == (402, "price_above_max")
+    assert not Job.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"job_id": "not-a-uuid"}, "job_id"),
+        ({"expires_at": "soon"}, "expires_at"),
+        ({"max_price_wei": -1}, "max_price_wei"),
+        ({"encrypted_request": "sealed"}, "encrypted_request"),
+        ({"plaintext": "oops"}, "non_field_errors"),
+    ],
+)
+def test_a_malformed_private_submit_is_a_422_naming_the_field(enroll, client, change, field):
+    enroll("alpha")
+    (offer,) = client.nodes()
+    job = client.seal(offer, model_id="echo", input="x")
+    body = {"job_id": job.job_id, "node_id": offer.node_id, "model_id": "echo", "max_price_wei": "10",
+            "expires_at": job.context.expires_at, "encrypted_request": job.request_envelope, **change}
+    response = requests.post(f"{client.base_url}/v1/private-inference/jobs", json=body, timeout=10,
+                             headers={"Authorization": f"Bearer {client._api_key}"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error"
+    assert field in response.json()["error"]["fields"]
+
+
+def test_the_b3iq_header_pair_works_and_a_wrong_pair_is_a_401(enroll, client, customer):
+    enroll("alpha")
+    (offer,) = client.nodes()
+    job = client.submit(offer, model_id="echo", input="x")
+    pair = {"X-B3IQ-Customer-ID": customer.public_id, "X-B3IQ-Customer-Token": client._api_key}
+    url = f"{client.base_url}/v1/private-inference/jobs/{job.job_id}"
+    response = requests.get(url, headers=pair, timeout=10)
+    assert response.status_code == 200 and response.json()["job_id"] == job.job_id
+    listed = requests.get(f"{client.base_url}/v1/private-inference/nodes", headers=pair, timeout=10)
+    assert [n["node_id"] for n in listed.json()["nodes"]] == [offer.node_id]
+    wrong = requests.get(url, headers={**pair, "X-B3IQ-Customer-ID": "cus_someone_else"}, timeout=10)
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"

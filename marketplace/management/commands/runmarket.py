@@ -138,6 +138,8 @@ class Command(BaseCommand):
             f"  curl -s -X POST {base_url}/v1/jobs -H 'Authorization: Bearer {key}' "
             "-H 'Content-Type: application/json' -d '{\"model\": \"echo\", \"input\": \"hello\"}'",
             f"  curl -s {base_url}/v1/jobs/<job_id> -H 'Authorization: Bearer {key}'",
+            "A private (end-to-end encrypted) job, sealed and opened on this machine:",
+            f"  python -m privacy.cli --url {base_url} --api-key {key} run --model echo 'a secret prompt'",
             "",
         ]
         self.stdout.write("\n".join(lines))
