@@ -61,13 +61,18 @@ def market_job(session: requests.Session, url: str, headers: dict) -> None:
     response = session.post(f"{url}/v1/jobs", json={"model": "echo", "input": "ping"}, headers=headers)
     if response.status_code != 201:
         raise RuntimeError(f"submit refused: {response.status_code} {response.text}")
-    job_id = response.json()["job_id"]
+    wait_on_events(session, url, response.json()["job_id"], headers)
+
+
+def wait_on_events(session: requests.Session, url: str, job_id: str, headers: dict) -> dict:
+    """Read the job's event stream to its end; the last event must say completed."""
     final = None
     with session.get(f"{url}/v1/jobs/{job_id}/events", headers=headers, stream=True) as events:
         for line in events.iter_lines():
             if line.startswith(b"data: "):
                 final = json.loads(line[6:])
     assert final and final["status"] == "completed", final
+    return final
 
 
 def sequential(call, jobs: int) -> list[float]:

@@ -13,7 +13,6 @@ Usage: .venv/bin/python bench/transport.py [--rounds 200] [--jobs 100] [--no-rou
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -71,16 +70,6 @@ def main() -> None:
         round_trip(args.jobs)
 
 
-def _wait_on_events(session, url: str, job_id: str, headers: dict) -> dict:
-    final = None
-    with session.get(f"{url}/v1/jobs/{job_id}/events", headers=headers, stream=True) as events:
-        for line in events.iter_lines():
-            if line.startswith(b"data: "):
-                final = json.loads(line[6:])
-    assert final and final["status"] == "completed", final
-    return final
-
-
 def round_trip(jobs: int) -> None:
     import requests
 
@@ -88,7 +77,7 @@ def round_trip(jobs: int) -> None:
     from tests.support.market import services_configured, start_market
 
     sys.path.insert(0, str(BENCH))
-    from dispatch import market_job, sequential, summary
+    from dispatch import market_job, sequential, summary, wait_on_events
 
     with tempfile.TemporaryDirectory() as folder:
         market = start_market(Path(folder), env={"MAX_CONCURRENT_JOBS": "10000", "LOG_LEVEL": "WARNING"})
@@ -100,7 +89,7 @@ def round_trip(jobs: int) -> None:
             def private_job(session: requests.Session) -> None:
                 job = client.seal(offer, model_id="echo", input="ping")
                 client.send(job)
-                _wait_on_events(session, market.url, job.job_id, headers)
+                wait_on_events(session, market.url, job.job_id, headers)
                 record = client.get(job.job_id)
                 client.verify_receipt(job, record)
                 assert client.open(job, record) == {"output": {"input": "ping"}}

@@ -85,8 +85,14 @@ def _spec(job: Job) -> dict:
 
 def job_expire(job: Job) -> None:
     if job.is_private:
-        job_transition(job=job, expected=JobStatus.QUEUED, new_status=JobStatus.EXPIRED, error_code="expired_request",
-                       reason=f"the request expired before node {job.pinned_node.public_id} had a free slot")
+        node = job.pinned_node.public_id
+        if int(job.request_expires_at) <= time.time():
+            code, reason = "expired_request", f"the request expired before node {node} had a free slot"
+        else:
+            code = "no_healthy_candidates"
+            reason = f"node {node} had no free slot for {settings.JOB_QUEUE_TIMEOUT_SECONDS} s"
+        job_transition(job=job, expected=JobStatus.QUEUED, new_status=JobStatus.EXPIRED, error_code=code,
+                       reason=reason)
         return
     reason = no_candidate_reason(**_spec(job))
     waited = settings.JOB_QUEUE_TIMEOUT_SECONDS

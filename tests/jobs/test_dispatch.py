@@ -16,9 +16,8 @@ from jobs.models import Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_cancel
 from marketplace.services import customer_get_or_create
 from nodes.models import Node
-from nodes.services import enrollment_token_create
 from tests import factories
-from tests.support.agent import start_agent
+from tests.support.enrolled import start_enrolled_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,20 +34,8 @@ def enroll(live_server, tmp_path):
     agents = []
 
     def _enroll(name: str):
-        token = enrollment_token_create(miner=factories.miner()).secret
-        agent = start_agent(
-            tmp_path / name,
-            {"containers": CONTAINERS, "capacity": 4},
-            env={"NODE_HEARTBEAT_SECONDS": "1"},
-            extra_args=["--marketplace", live_server.url, "--enroll-token", token, "--name", name],
-        )
+        agent = start_enrolled_agent(tmp_path, live_server.url, name, CONTAINERS)
         agents.append(agent)
-        deadline = time.monotonic() + 20
-        while not Node.objects.filter(name=name).exists():
-            assert time.monotonic() < deadline, agent.log()
-            time.sleep(0.05)
-        node = Node.objects.get(name=name)
-        agent.node = node
         return agent
 
     yield _enroll

@@ -1,13 +1,10 @@
 """Real node agents enrolled with the live marketplace, and a customer with the private client."""
-import time
 
 import pytest
 
-from nodes.models import Node
-from nodes.services import enrollment_token_create
 from privacy.client import PrivateInferenceClient
 from tests import factories
-from tests.support.agent import start_agent
+from tests.support.enrolled import start_enrolled_agent
 
 CONTAINERS = [
     {"id": "echo", "entrypoint": "nodes.agent.builtin:echo", "models": ["echo"], "workers": 2},
@@ -20,20 +17,8 @@ def enroll(live_server, tmp_path):
     agents = []
 
     def _enroll(name: str, **config):
-        token = enrollment_token_create(miner=factories.miner()).secret
-        agent = start_agent(
-            tmp_path / name,
-            {"containers": CONTAINERS, "capacity": 4, **config},
-            env={"NODE_HEARTBEAT_SECONDS": "1"},
-            extra_args=["--marketplace", live_server.url, "--enroll-token", token, "--name", name],
-        )
+        agent = start_enrolled_agent(tmp_path, live_server.url, name, CONTAINERS, **config)
         agents.append(agent)
-        deadline = time.monotonic() + 20
-        while not Node.objects.filter(name=name).exists():
-            assert time.monotonic() < deadline, agent.log()
-            time.sleep(0.05)
-        agent.node = Node.objects.get(name=name)
-        agent.push = {"Authorization": f"Bearer {agent.node.push_token}"}
         return agent
 
     yield _enroll

@@ -197,6 +197,18 @@ def test_a_request_that_expires_in_the_queue_expires_with_its_code(enroll, clien
     assert (stored.status, stored.error_code, stored.billing_status) == (JobStatus.EXPIRED, "expired_request", "released")
 
 
+def test_a_job_whose_node_stays_busy_expires_with_no_healthy_candidates(enroll, client, customer):
+    from django.utils import timezone
+
+    enroll("alpha")
+    (offer,) = client.nodes()
+    job = client.submit(offer, model_id="echo", input="x")
+    Job.objects.filter(public_id=job.job_id).update(queue_deadline=timezone.now())  # waited its longest
+    stored = run(job.job_id)
+    assert (stored.status, stored.error_code, stored.billing_status) == (JobStatus.EXPIRED, "no_healthy_candidates", "released")
+    assert "no free slot" in stored.status_reason
+
+
 def test_a_private_job_runs_on_its_node_or_nowhere(enroll, client, customer):
     alpha = enroll("alpha")
     enroll("beta")  # serves the same model, but cannot open what was sealed to alpha
