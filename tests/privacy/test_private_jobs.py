@@ -336,6 +336,7 @@ def test_money_is_checked_before_a_private_job_is_queued(enroll, live_server, pr
     "change, field",
     [
         ({"job_id": "not-a-uuid"}, "job_id"),
+        ({"job_id": str(uuid.uuid4()).upper()}, "job_id"),
         ({"expires_at": "soon"}, "expires_at"),
         ({"max_price_wei": -1}, "max_price_wei"),
         ({"encrypted_request": "sealed"}, "encrypted_request"),
@@ -366,3 +367,24 @@ def test_the_b3iq_header_pair_works_and_a_wrong_pair_is_a_401(enroll, client, cu
     assert [n["node_id"] for n in listed.json()["nodes"]] == [offer.node_id]
     wrong = requests.get(url, headers={**pair, "X-B3IQ-Customer-ID": "cus_someone_else"}, timeout=10)
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
+
+
+def test_a_private_job_is_cancelled_on_its_node_and_refunded(enroll, client, customer):
+    agent = enroll("alpha")
+    (offer,) = client.nodes()
+    before = balances(customer)
+    job = client.submit(offer, model_id="sleep", input={"seconds": 30})
+    worker = threading.Thread(target=run, args=(job.job_id,))
+    worker.start()
+    deadline = time.monotonic() + 20
+    while Job.objects.get(public_id=job.job_id).status != JobStatus.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    cancelled = client._call("DELETE", f"/v1/jobs/{job.job_id}")
+    assert cancelled["status"] == "cancelled"
+    worker.join(timeout=30)
+    stored = Job.objects.get(public_id=job.job_id)
+    assert stored.status == JobStatus.CANCELLED and stored.billing_status == "released"
+    on_node = requests.get(agent.url + "/api/jobs", params={"id": stored.node_job_id}, headers=agent.push, timeout=5)
+    assert on_node.json()[0]["reason"] == "cancelled"
+    assert client.get(job.job_id)["status"] == "cancelled" and balances(customer) == before
