@@ -86,10 +86,14 @@ def round_trip(jobs: int) -> None:
             (offer,) = [o for o in client.nodes() if "echo" in o.models]
             headers = market.headers()
 
-            def private_job(session: requests.Session) -> None:
+            def private_until_completed(session: requests.Session):
                 job = client.seal(offer, model_id="echo", input="ping")
                 client.send(job)
                 wait_on_events(session, market.url, job.job_id, headers)
+                return job
+
+            def private_job(session: requests.Session) -> None:
+                job = private_until_completed(session)
                 record = client.get(job.job_id)
                 client.verify_receipt(job, record)
                 assert client.open(job, record) == {"output": {"input": "ping"}}
@@ -97,8 +101,10 @@ def round_trip(jobs: int) -> None:
             setup = "PostgreSQL + broker + Redis" if services_configured() else "embedded default"
             print(f"\nround trip through runmarket ({setup}), trivial echo job, sequential, {jobs} jobs")
             public = sequential(lambda s: market_job(s, market.url, headers), jobs)
+            until_completed = sequential(private_until_completed, jobs)
             private = sequential(private_job, jobs)
             print(f"{'  public (submit -> completed)':52} {summary(public):>22}")
+            print(f"{'  private (seal, submit -> completed)':52} {summary(until_completed):>22}")
             print(f"{'  private (seal, submit, completed, receipt, open)':52} {summary(private):>22}")
             print(f"  ratio private / public {statistics.median(private) / statistics.median(public):.2f}x")
         finally:

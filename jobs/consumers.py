@@ -16,11 +16,11 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from rest_framework.exceptions import AuthenticationFailed
 
 from jobs.exceptions import JobNotFound
-from jobs.live import job_group
-from jobs.models import TERMINAL
+from jobs.live import customer_group, job_group, job_row_event
+from jobs.models import TERMINAL, Job
 from jobs.selectors import job_get_for_customer
 from jobs.services.lifecycle import job_status_event
-from marketplace.authentication import authenticate_headers
+from marketplace.authentication import authenticate_headers, session_principal
 
 KEEPALIVE_SECONDS = 15
 
@@ -38,11 +38,24 @@ def _scope_headers(scope) -> _Headers:
     return headers
 
 
+def _same_origin(scope, headers: _Headers) -> bool:
+    """A browser's WebSocket carries the session cookie from any page: only our own pages may use it."""
+    origin, host = headers.get("origin"), headers.get("host")
+    return bool(origin and host) and origin.split("://", 1)[-1] == host
+
+
+def _session_customer(scope, headers: _Headers):
+    if scope.get("type") != "websocket" or not _same_origin(scope, headers):
+        return None
+    return session_principal(scope.get("user"))
+
+
 @database_sync_to_async
 def _job_snapshot(scope, job_id: str):
     """(snapshot event, error) for the caller of ``scope``; exactly one of them is None."""
+    headers = _scope_headers(scope)
     try:
-        principal = authenticate_headers(_scope_headers(scope))
+        principal = authenticate_headers(headers) or _session_customer(scope, headers)
     except AuthenticationFailed as exc:
         return None, (401, "unauthorized", str(exc.detail))
     if principal is None:
@@ -71,6 +84,38 @@ class JobWebSocketConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.accept()
         await self.send_json(snapshot)
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def job_event(self, message):
+        await self.send_json(message["event"])
+
+
+@database_sync_to_async
+def _dashboard_snapshot(scope):
+    """The signed-in customer's group and their newest jobs' rows, or None for anyone else."""
+    principal = _session_customer(scope, _scope_headers(scope))
+    if principal is None:
+        return None
+    jobs = Job.objects.filter(customer=principal.customer).order_by("-id")[:50]
+    return customer_group(principal.customer.pk), [job_row_event(job) for job in jobs]
+
+
+class CustomerJobsConsumer(AsyncJsonWebsocketConsumer):
+    """The dashboard's jobs table, live: every job of the signed-in customer as it changes."""
+
+    async def connect(self):
+        found = await _dashboard_snapshot(self.scope)
+        if found is None:
+            await self.close(code=4401)
+            return
+        self.group, rows = found
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        for row in reversed(rows):  # oldest first, so the newest ends up on top
+            await self.send_json(row)
 
     async def disconnect(self, code):
         if hasattr(self, "group"):

@@ -22,6 +22,11 @@ def job_group(job_public_id: str) -> str:
     return f"job_{job_public_id}"
 
 
+def customer_group(customer_pk: int) -> str:
+    """Every job of one customer: what the dashboard's jobs table listens to."""
+    return f"customer_{customer_pk}"
+
+
 class _Publisher:
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -58,3 +63,22 @@ def publish_now(job_public_id: str, event: dict) -> None:
 
 def publish_after_commit(job_public_id: str, event: dict) -> None:
     transaction.on_commit(lambda: publish_now(job_public_id, event))
+
+
+def job_row_event(job) -> dict:
+    """A job as the dashboard's table shows it: status only, never input or output."""
+    return {
+        "type": "job",
+        "job_id": job.public_id,
+        "status": job.status,
+        "progress": job.progress,
+        "model": job.model or ",".join(job.containers or []),
+        "private": job.is_private,
+        "created_at": job.created_at.isoformat().replace("+00:00", "Z") if job.created_at else None,
+    }
+
+
+def publish_job_row_after_commit(job) -> None:
+    event = job_row_event(job)
+    group = customer_group(job.customer_id)
+    transaction.on_commit(lambda: _publisher.publish(group, {"type": "job.event", "event": event}))

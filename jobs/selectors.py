@@ -19,6 +19,10 @@ def job_get_for_customer(*, customer: Customer, job_id: str) -> Job:
         raise JobNotFound(f"no job {job_id}") from None
 
 
+def jobs_recent_for_customer(*, customer: Customer, limit: int = 50) -> list[Job]:
+    return list(Job.objects.filter(customer=customer).order_by("-id")[:limit])
+
+
 def jobs_active_count(*, customer: Customer, api_key=None) -> int:
     jobs = Job.objects.filter(customer=customer, status__in=ACTIVE)
     if api_key is not None:

@@ -44,12 +44,17 @@ class CustomerAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "customer", "name", "created_at", "last_used_at", "revoked_at")
+    list_display = ("prefix", "customer", "name", "rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs",
+                    "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "customer__name", "customer__public_id")
     readonly_fields = ("customer", "prefix", "created_at", "last_used_at", "revoked_at")
-    fields = ("customer", "name", "prefix", "max_concurrent_jobs", "budget_wei", "created_at", "last_used_at",
-              "revoked_at")
+    fieldsets = (
+        (None, {"fields": ("customer", "name", "prefix", "created_at", "last_used_at", "revoked_at")}),
+        ("Limits of this key (empty = the customer's)", {
+            "fields": ("rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs", "budget_wei"),
+        }),
+    )
     actions = ["revoke"]
 
     def has_add_permission(self, request):

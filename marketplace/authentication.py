@@ -18,7 +18,7 @@ from marketplace.services import api_key_touch
 @dataclass(frozen=True)
 class CustomerPrincipal:
     customer: Customer
-    api_key: ApiKey
+    api_key: ApiKey | None  # None: a signed-in dashboard user
 
     is_authenticated = True
     is_anonymous = False
@@ -55,6 +55,14 @@ def authenticate_headers(headers) -> CustomerPrincipal | None:
         raise exceptions.AuthenticationFailed("the API key is not valid, or it was revoked")
     api_key_touch(api_key=api_key)
     return CustomerPrincipal(customer=api_key.customer, api_key=api_key)
+
+
+def session_principal(user) -> CustomerPrincipal | None:
+    """The customer a signed-in dashboard user acts as (no API key: limits are the customer's)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return None
+    customer = Customer.objects.filter(user=user).first()
+    return CustomerPrincipal(customer=customer, api_key=None) if customer else None
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

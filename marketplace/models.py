@@ -77,6 +77,9 @@ class ApiKey(models.Model):
         null=True, blank=True,
         help_text="the most jobs submitted with this key may cost in all (charged + reserved); empty = no budget",
     )
+    # None means the customer's limits
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_per_hour = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name = "API key"
@@ -87,3 +90,11 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def minute_limit(self) -> int:
+        return self.rate_limit_per_minute or self.customer.minute_limit
+
+    @property
+    def hour_limit(self) -> int:
+        return self.rate_limit_per_hour or self.customer.hour_limit

@@ -119,6 +119,24 @@ STATIC_ROOT = VAR_DIR / "static"
 # runmarket serves static files itself; behind a web server that does, set SERVE_STATIC=false
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
+# --- people signing in: the dashboards and the admin ----------------------------------
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/accounts/home/"  # sends each person to their own dashboard
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+AUTHENTICATION_BACKENDS = ["marketplace.web.login_throttle.ThrottledModelBackend"]
+# after this many failed sign-ins for one username, or from one address, within the
+# window, sign-in is refused (even with the right password) until the window passes
+LOGIN_FAILURES_ALLOWED = env_int("LOGIN_FAILURES_ALLOWED", 5)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# behind HTTPS, set SECURE_COOKIES=true: cookies then never travel over plain HTTP
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+
 # --- services: broker, channel layer, cache ------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 DRAMATIQ_BROKER_URL = env_str("DRAMATIQ_BROKER_URL")

@@ -1,5 +1,7 @@
 """Rate limits per API key (not per address): a minute window and an hour window.
 
+Each key has its own limits where staff set them, else its customer's, else the defaults.
+
 Counters live in the Django cache: in-process on the embedded default, in Redis
 in production, so every web process shares them.
 """
@@ -29,8 +31,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
-        customer = api_key.customer
-        limits = {"m": customer.minute_limit, "h": customer.hour_limit}
+        limits = {"m": api_key.minute_limit, "h": api_key.hour_limit}
         now = time.time()
         self._wait = 0.0
         for name, length in WINDOWS:

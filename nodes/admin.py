@@ -2,7 +2,7 @@
 from django.contrib import admin, messages
 
 from nodes.models import EnrollmentToken, Node
-from nodes.services import enrollment_token_create, enrollment_token_revoke, node_set_approval
+from nodes.services import enrollment_token_create, enrollment_token_revoke, node_set_approval, runnode_command
 
 
 @admin.register(Node)
@@ -49,8 +49,8 @@ class EnrollmentTokenAdmin(admin.ModelAdmin):
         obj.pk = issued.token.pk
         self.message_user(
             request,
-            "Enrolment token (shown once). On the node run: python manage.py runnode "
-            f"--marketplace {request.build_absolute_uri('/').rstrip('/')} --enroll-token {issued.secret}",
+            "Enrolment token (shown once). On the node run: "
+            + runnode_command(marketplace_url=request.build_absolute_uri("/"), secret=issued.secret),
             messages.WARNING,
         )
 

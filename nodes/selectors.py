@@ -65,3 +65,35 @@ def no_candidate_reason(*, model: str, containers: list[str], gpu_type: str, gpu
 
 def node_capacity_for(*, model: str) -> int:
     return sum(n.capacity for n in nodes_online().filter(model_map__has_key=model)) if model else 0
+
+
+def models_offered() -> list[str]:
+    """Every model an approved node serves: what a customer can pick from."""
+    models: set[str] = set()
+    for model_map in Node.objects.filter(approval=Node.Approval.APPROVED).values_list("model_map", flat=True):
+        models.update(model_map)
+    return sorted(models)
+
+
+def miner_nodes_overview(*, miner) -> list[dict]:
+    """The miner's nodes as their dashboard shows them: state, hardware, load, record."""
+    nodes = (
+        Node.objects.filter(miner=miner)
+        .annotate(
+            running=Count("attempts", filter=Q(attempts__status="running")),
+            served=Count("attempts", filter=Q(attempts__status="succeeded")),
+            failed=Count("attempts", filter=Q(attempts__status__in=("failed", "lost"))),
+        )
+        .order_by("pk")
+    )
+    overview = []
+    for node in nodes:
+        ended = node.served + node.failed
+        overview.append({
+            "node": node,
+            "online": node.is_online,
+            "load": f"{node.running}/{node.capacity}",
+            "served": node.served,
+            "failure_rate": (node.failed / ended) if ended else None,
+        })
+    return overview

@@ -40,6 +40,11 @@ def enrollment_token_create(*, miner: Miner) -> IssuedToken:
     return IssuedToken(token=token, secret=secret)
 
 
+def runnode_command(*, marketplace_url: str, secret: str) -> str:
+    """The line a miner pastes on the node's machine to enrol it with this marketplace."""
+    return f"python manage.py runnode --port 4001 --marketplace {marketplace_url.rstrip('/')} --enroll-token {secret}"
+
+
 def enrollment_token_revoke(*, token: EnrollmentToken) -> None:
     EnrollmentToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from billing.services import job_billing_close
 from jobs.exceptions import JobStateConflict
-from jobs.live import publish_after_commit
+from jobs.live import publish_after_commit, publish_job_row_after_commit
 from jobs.models import ACTIVE, TERMINAL, Job, JobEvent, JobStatus
 
 
@@ -59,6 +59,7 @@ def job_transition(*, job: Job, expected, new_status: str, reason: str = "", hol
         # every way a job ends closes its bill, in the same transaction
         job_billing_close(job=job)
     publish_after_commit(job.public_id, job_status_event(job))
+    publish_job_row_after_commit(job)
     return True
 
 

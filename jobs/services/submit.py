@@ -16,6 +16,7 @@ from billing.models import Account
 from billing.selectors import pricing_policy_current
 from billing.services import funds_reserve, price_within_maximum, quote_job, spending_check
 from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
+from jobs.live import publish_job_row_after_commit
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
 from jobs.selectors import jobs_active_count, model_median_seconds, queue_depth
 from marketplace.authentication import CustomerPrincipal
@@ -159,6 +160,7 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
         funds_reserve(job=job, amount=quote.price_wei)
         JobEvent.objects.create(job=job, new_status=JobStatus.QUEUED, reason="submitted", created_at=now)
         transaction.on_commit(lambda: dispatch_job.send(job.pk))
+        publish_job_row_after_commit(job)
     return job
 
 

@@ -57,7 +57,7 @@ def test_an_enrolment_token_made_in_the_admin_shows_the_runnode_command_once(sta
     miner = factories.miner("mia")
     response = staff.post("/admin/nodes/enrollmenttoken/add/", {"miner": miner.pk}, follow=True)
     page = response.content.decode()
-    match = re.search(r"runnode --marketplace (\S+) --enroll-token (enroll_\S+)", page)
+    match = re.search(r"runnode --port \d+ --marketplace (\S+) --enroll-token (enroll_\S+)", page)
     assert match, page[:2000]
     token = EnrollmentToken.objects.get(miner=miner)
     assert match.group(2).startswith(token.prefix) and match.group(2) not in token.secret_hash

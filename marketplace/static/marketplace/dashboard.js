@@ -1,0 +1,86 @@
+// Live updates for the dashboard's pages, over the marketplace's WebSockets (signed-in session).
+// Without JavaScript the pages still work; they just need a reload to show changes.
+(function () {
+  "use strict";
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+
+  function connect(path, onEvent, onState) {
+    let delay = 500;
+    function open() {
+      const socket = new WebSocket(scheme + location.host + path);
+      socket.onopen = function () { delay = 500; if (onState) onState("live"); };
+      socket.onmessage = function (message) { onEvent(JSON.parse(message.data)); };
+      socket.onclose = function (closed) {
+        if (closed.code >= 4000) { if (onState) onState("closed"); return; }  // refused: do not hammer
+        if (onState) onState("reconnecting");
+        setTimeout(open, delay);
+        delay = Math.min(delay * 2, 10000);
+      };
+    }
+    open();
+  }
+
+  function setStatus(cell, status) {
+    cell.textContent = status;
+    cell.dataset.status = status;
+  }
+
+  // the jobs table: upsert a row per job event
+  const table = document.getElementById("jobs");
+  if (table) {
+    const body = table.tBodies[0];
+    const state = document.getElementById("live-state");
+    connect(table.dataset.liveUrl, function (event) {
+      if (event.type !== "job") return;
+      let row = document.getElementById("job-" + event.job_id);
+      if (!row) {
+        const empty = body.querySelector(".empty-row");
+        if (empty) empty.remove();
+        row = body.insertRow(0);
+        row.id = "job-" + event.job_id;
+        const link = document.createElement("a");
+        link.href = "/dashboard/jobs/" + encodeURIComponent(event.job_id) + "/";
+        link.textContent = event.job_id;
+        row.insertCell().appendChild(link);
+        if (event.private) {
+          const tag = document.createElement("span");
+          tag.className = "tag";
+          tag.textContent = "private";
+          row.cells[0].append(" ", tag);
+        }
+        row.insertCell().textContent = event.model;
+        row.insertCell().className = "status";
+        const time = document.createElement("time");
+        time.dateTime = event.created_at || "";
+        time.textContent = (event.created_at || "").replace("T", " ").slice(0, 19);
+        row.insertCell().appendChild(time);
+      }
+      setStatus(row.querySelector(".status"), event.status);
+    }, function (s) { if (state) state.textContent = s === "live" ? "Statuses update live." : ""; });
+  }
+
+  // a job's page: status, output chunks and the final result as they come
+  const job = document.getElementById("job");
+  if (job) {
+    const output = document.getElementById("output");
+    const status = document.getElementById("job-status");
+    const final = ["completed", "failed", "cancelled", "expired"];
+    let streamed = false;
+    connect("/ws/jobs/" + encodeURIComponent(job.dataset.jobId) + "/", function (event) {
+      if (event.type === "output" && output) {
+        if (!streamed) { output.textContent = ""; streamed = true; }
+        output.textContent += event.data;
+      } else if (event.type === "status") {
+        setStatus(status, event.status);
+        if (output && final.includes(event.status) && event.result !== undefined && event.result !== null) {
+          output.textContent = typeof event.result === "string" ? event.result : JSON.stringify(event.result, null, 2);
+        }
+        if (event.reason) {
+          let reason = document.getElementById("job-reason");
+          if (!reason) { reason = document.createElement("p"); reason.id = "job-reason"; job.after(reason); }
+          reason.textContent = event.reason;
+        }
+      }
+    });
+  }
+})();

@@ -1,0 +1,58 @@
+"""Bar charts as SVG, drawn on the server: no chart library, no build step, readable without JavaScript.
+
+A chart is data for ``templates/includes/bar_chart.html``: one bar per day, its
+height scaled to the largest, each with a text equivalent (title and a table).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from marketplace.templatetags.market import ether
+
+WIDTH, HEIGHT, GAP = 600, 160, 2
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class BarChart:
+    title: str
+    summary: str
+    bars: list[Bar]
+    width: int = WIDTH
+    height: int = HEIGHT
+
+    @property
+    def empty(self) -> bool:
+        return not any(b.height for b in self.bars)
+
+
+def daily_wei_chart(*, title: str, days: int, totals: dict[str, int], today: date) -> BarChart:
+    """``totals`` maps ISO dates to wei; the chart covers the ``days`` days up to ``today``."""
+    dates = [today - timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    values = [int(totals.get(d.isoformat(), 0)) for d in dates]
+    top = max(values) or 1
+    slot = WIDTH / days
+    bars = [
+        Bar(
+            x=round(index * slot + GAP / 2, 2),
+            y=round(HEIGHT - HEIGHT * value / top, 2),
+            width=round(slot - GAP, 2),
+            height=round(HEIGHT * value / top, 2),
+            label=day.isoformat(),
+            value=f"{ether(value)} ETH",
+        )
+        for index, (day, value) in enumerate(zip(dates, values))
+    ]
+    total = sum(values)
+    summary = f"{title}: {ether(total)} ETH in the last {days} days, at most {ether(max(values))} ETH in a day"
+    return BarChart(title=title, summary=summary, bars=bars)

@@ -1,0 +1,19 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from marketplace.web import accounts, customer, miner
+
+urlpatterns = [
+    path("accounts/login/", accounts.SignInView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/home/", accounts.home, name="home"),
+    path("dashboard/", customer.dashboard, name="dashboard"),
+    path("dashboard/jobs/new/", customer.job_new, name="dashboard-job-new"),
+    path("dashboard/jobs/<str:job_id>/", customer.job_page, name="dashboard-job"),
+    path("dashboard/keys/", customer.api_keys, name="dashboard-keys"),
+    path("dashboard/keys/<int:key_id>/revoke/", customer.api_key_revoke_view, name="dashboard-key-revoke"),
+    path("dashboard/usage.csv", customer.usage_csv, name="dashboard-usage-csv"),
+    path("miner/", miner.miner_home, name="miner"),
+    path("miner/tokens/", miner.token_create, name="miner-token-create"),
+    path("miner/tokens/<int:token_id>/revoke/", miner.token_revoke, name="miner-token-revoke"),
+]

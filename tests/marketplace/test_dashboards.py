@@ -1,0 +1,240 @@
+"""The customer and miner dashboards over HTTP: sign-in, what each page shows (and to whom), forms.
+
+Two customers and two miners in every test that shows data: nobody sees another's.
+"""
+import csv
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+
+from jobs.models import Job, JobAttempt, JobStatus
+from marketplace.models import ApiKey
+from nodes.models import EnrollmentToken
+from tests import factories
+
+PASSWORD = "correct horse battery staple"
+
+
+def person(username: str, *, customer=None, miner=None, staff=False):
+    user = get_user_model().objects.create_user(username, password=PASSWORD, is_staff=staff)
+    for account in (customer, miner):
+        if account is not None:
+            account.user = user
+            account.save(update_fields=["user"])
+    return user
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def two_customers(db):
+    alice, bob = factories.customer("alice"), factories.customer("bob")
+    person("alice", customer=alice)
+    person("bob", customer=bob)
+    return alice, bob
+
+
+@pytest.fixture
+def two_miners(db):
+    mia, max_ = factories.miner("mia"), factories.miner("max")
+    person("mia", miner=mia)
+    person("max", miner=max_)
+    return mia, max_
+
+
+def job_for(customer, **fields):
+    return Job.objects.create(customer=customer, **{"model": "echo", "input": "x", **fields})
+
+
+def test_signing_in_takes_each_person_to_their_own_dashboard(two_customers, two_miners):
+    for username, landing in (("alice", "/dashboard/"), ("mia", "/miner/")):
+        client = Client()
+        response = client.post("/accounts/login/", {"username": username, "password": PASSWORD}, follow=True)
+        assert response.redirect_chain[-1][0] == landing, response.redirect_chain
+    assert Client().get("/dashboard/").url.startswith("/accounts/login/?next=/dashboard/")
+
+
+def test_signing_out_is_a_post_and_ends_the_session(two_customers):
+    client = Client()
+    client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    assert client.get("/dashboard/").status_code == 200
+    assert client.get("/accounts/logout/").status_code == 405
+    client.post("/accounts/logout/")
+    assert client.get("/dashboard/").status_code == 302
+
+
+def test_a_new_customer_sees_the_empty_state(db):
+    newcomer = factories.customer("newcomer", funds=0)
+    page = signed_in(person("newcomer", customer=newcomer)).get("/dashboard/").content.decode()
+    assert "No jobs yet" in page and "Nothing yet in the last 30 days" in page
+    assert "0 ETH" in page
+
+
+def test_the_dashboard_shows_only_the_customers_own_jobs_and_money(two_customers):
+    alice, bob = two_customers
+    mine = job_for(alice, status=JobStatus.COMPLETED, charged_price_wei=2 * 10**15, billing_status="settled")
+    theirs = job_for(bob)
+    page = signed_in(alice.user).get("/dashboard/").content.decode()
+    assert mine.public_id in page and theirs.public_id not in page
+    assert "1000 ETH" in page  # factories fund each customer with 1000 ether
+    assert "Spend per day" in page and "<rect" in page, "a day with spend draws a bar"
+    client = signed_in(alice.user)
+    assert client.get(f"/dashboard/jobs/{mine.public_id}/").status_code == 200
+    assert client.get(f"/dashboard/jobs/{theirs.public_id}/").status_code == 404
+
+
+def test_a_job_page_shows_events_receipt_and_output(two_customers, echo_node):
+    alice, _ = two_customers
+    job = job_for(alice, status=JobStatus.COMPLETED, node=echo_node, result={"answer": 42}, receipt_hash="ab" * 32,
+                  receipt={"body": {"duration_ms": "7"}, "signer": "key", "hash": "ab" * 32}, receipt_verified=True)
+    job.events.create(old_status="running", new_status="completed", reason="completed on node")
+    page = signed_in(alice.user).get(f"/dashboard/jobs/{job.public_id}/").content.decode()
+    assert "&quot;answer&quot;: 42" in page and "ab" * 32 in page and "completed on node" in page and "7 ms" in page
+
+
+def test_a_private_job_shows_metadata_and_receipt_only(two_customers, echo_node):
+    alice, _ = two_customers
+    job = job_for(alice, is_private=True, pinned_node=echo_node, input=None, status=JobStatus.COMPLETED,
+                  encrypted_response={"ciphertext": "c2VhbGVk"}, receipt_hash="cd" * 32,
+                  receipt={"body": {"duration_ms": "3"}, "signer": "key", "hash": "cd" * 32})
+    page = signed_in(alice.user).get(f"/dashboard/jobs/{job.public_id}/").content.decode()
+    assert "end-to-end encrypted" in page and "cd" * 32 in page
+    assert "c2VhbGVk" not in page and 'id="output"' not in page
+
+
+def test_submitting_from_the_form_makes_a_job_with_the_customers_money(two_customers, echo_node):
+    alice, bob = two_customers
+    client = signed_in(alice.user)
+    assert "echo" in client.get("/dashboard/jobs/new/").content.decode()
+    response = client.post("/dashboard/jobs/new/", {"model": "echo", "input": '{"text": "hi"}', "priority": "normal"})
+    job = Job.objects.get(customer=alice)
+    assert response.url == f"/dashboard/jobs/{job.public_id}/"
+    assert job.input == {"text": "hi"} and job.billing_status == "reserved" and job.api_key is None
+    refused = client.post("/dashboard/jobs/new/", {"model": "echo", "input": "x", "priority": "normal",
+                                                   "max_price_wei": "0"})
+    assert refused.status_code == 200 and "above" in refused.content.decode().lower()
+    assert not Job.objects.filter(customer=bob).exists()
+
+
+def test_an_api_key_is_shown_once_works_and_can_be_revoked(two_customers):
+    alice, bob = two_customers
+    factories.api_client(bob)  # bob's key must not show on alice's page
+    client = signed_in(alice.user)
+    page = client.post("/dashboard/keys/", {"name": "laptop"}).content.decode()
+    key = ApiKey.objects.get(customer=alice, name="laptop")
+    secret = page.split('data-testid="new-key" type="text" readonly value="')[1].split('"')[0]
+    assert secret.startswith(key.prefix)
+    listing = client.get("/dashboard/keys/").content.decode()
+    assert secret not in listing and key.prefix in listing
+    assert ApiKey.objects.get(customer=bob).prefix not in listing
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert api.get("/v1/billing/account").status_code == 200
+    other = ApiKey.objects.get(customer=bob)
+    assert client.post(f"/dashboard/keys/{other.pk}/revoke/").status_code == 404
+    client.post(f"/dashboard/keys/{key.pk}/revoke/")
+    assert api.get("/v1/billing/account").status_code == 401
+
+
+def test_usage_exports_as_csv_with_only_the_customers_jobs(two_customers):
+    alice, bob = two_customers
+    mine = job_for(alice, charged_price_wei=123, billing_status="settled", status=JobStatus.COMPLETED)
+    job_for(bob)
+    response = signed_in(alice.user).get("/dashboard/usage.csv")
+    assert response["Content-Type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [(r["job_id"], r["charged_wei"], r["status"]) for r in rows] == [(mine.public_id, "123", "completed")]
+
+
+def test_forms_refuse_a_post_without_the_csrf_token(two_customers):
+    alice, _ = two_customers
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice.user)
+    assert client.post("/dashboard/keys/", {"name": "x"}).status_code == 403
+    assert not ApiKey.objects.filter(customer=alice).exists()
+
+
+def test_repeated_failed_sign_ins_lock_the_account_even_for_the_admin_login(two_customers, settings):
+    settings.LOGIN_FAILURES_ALLOWED = 3
+    client = Client()
+    for _ in range(3):
+        client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    locked = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    assert locked.status_code == 200 and "Too many failed sign-ins" in locked.content.decode()
+    admin_user = person("root", staff=True)
+    admin_user.is_superuser = True
+    admin_user.save()
+    for _ in range(3):
+        Client(REMOTE_ADDR="10.0.0.9").post("/admin/login/", {"username": "root", "password": "wrong"})
+    again = Client(REMOTE_ADDR="10.0.0.10").post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD})
+    assert again.status_code == 200, "the right password is refused while the username is locked"
+    fresh = Client(REMOTE_ADDR="10.0.0.11").post("/accounts/login/", {"username": "bob", "password": PASSWORD})
+    assert fresh.status_code == 302, "other people are not locked out"
+
+
+def test_session_cookies_are_http_only_and_same_site(two_customers):
+    response = Client().post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    cookie = response.cookies["sessionid"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_customer_without_a_miner_account_is_told_so(two_customers):
+    alice, _ = two_customers
+    response = signed_in(alice.user).get("/miner/")
+    assert response.status_code == 403 and "no miner account" in response.content.decode()
+
+
+def test_the_miner_dashboard_shows_only_the_miners_nodes_with_their_record(two_miners, two_customers):
+    mia, max_ = two_miners
+    alice, _ = two_customers
+    mine = factories.node(owner=mia, models=("echo",), gpu_type="h100", gpu_count=2, vram_gb=80)
+    theirs = factories.node(owner=max_, models=("echo",))
+    offline = factories.node(owner=mia, models=("echo",), online=False)
+    for number, status in enumerate(("succeeded", "succeeded", "succeeded", "failed"), start=1):
+        job = job_for(alice, status=JobStatus.COMPLETED, node=mine, payout_price_wei=10**15, billing_status="settled",
+                      completed_at=timezone.now())
+        JobAttempt.objects.create(job=job, node=mine, number=1, status=status)
+    page = signed_in(mia.user).get("/miner/").content.decode()
+    assert mine.public_id in page and offline.public_id in page and theirs.public_id not in page
+    row = page.split(f'id="node-{mine.public_id}"')[1].split("</tr>")[0]
+    assert "online" in row and "2 × h100 (80.0 GB)" in row and "0/4" in row and ">3<" in row and "25%" in row
+    assert "offline" in page.split(f'id="node-{offline.public_id}"')[1].split("</tr>")[0]
+    assert "Earnings per day" in page
+
+
+def test_a_miner_makes_an_enrolment_token_with_the_command_to_paste_and_revokes_it(two_miners):
+    mia, max_ = two_miners
+    client = signed_in(mia.user)
+    page = client.post("/miner/tokens/").content.decode()
+    command = page.split('data-testid="runnode" type="text" readonly value="')[1].split('"')[0]
+    assert command.startswith("python manage.py runnode --port 4001 --marketplace http://testserver --enroll-token enroll_")
+    token = EnrollmentToken.objects.get(miner=mia)
+    assert token.prefix in client.get("/miner/").content.decode()
+    assert command.split()[-1] not in client.get("/miner/").content.decode(), "the secret is shown once"
+    assert signed_in(max_.user).post(f"/miner/tokens/{token.pk}/revoke/").status_code == 404
+    client.post(f"/miner/tokens/{token.pk}/revoke/")
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_a_new_miner_sees_the_empty_state(db):
+    newbie = factories.miner("newbie")
+    page = signed_in(person("newbie", miner=newbie)).get("/miner/").content.decode()
+    assert "No nodes yet" in page and "No unused tokens" in page
+
+
+def test_staff_set_a_rate_limit_per_key(two_customers):
+    alice, _ = two_customers
+    api = factories.api_client(alice)
+    ApiKey.objects.filter(pk=api.api_key.api_key.pk).update(rate_limit_per_minute=2)
+    codes = [api.get("/v1/billing/account").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    other = factories.api_client(alice)
+    assert other.get("/v1/billing/account").status_code == 200, "the customer's other keys keep their own limit"
