@@ -130,7 +130,9 @@ class Command(BaseCommand):
             "Inference marketplace is running",
             f"  API              {base_url}/v1/",
             f"  admin            {base_url}/admin/   user admin / {credentials['admin']['password']}",
-            f"  demo customer    {credentials['customer']['customer_id']}   API key {key}",
+            f"  dashboards       {base_url}/dashboard/ (customers)   {base_url}/miner/ (miners)",
+            f"  demo customer    {credentials['customer']['customer_id']}   user demo / {credentials['customer']['password']}"
+            f"   API key {key}",
             f"  demo miner       {credentials['miner']['miner_id']}   user demo-miner / {credentials['miner']['password']}",
             f"  worker           {'in this process' if in_process_worker else 'run: python manage.py rundramatiq'}",
             "",

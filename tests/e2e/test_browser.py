@@ -1,0 +1,162 @@
+"""The dashboards in a real browser: Playwright driving Debian's Chromium against runmarket.
+
+A customer signs in, makes an API key, submits a job with it over the API and watches
+it reach completed on the dashboard without reloading; a miner sees the node and the
+earning from that job; staff publish a pricing version and the next quote uses it.
+A second customer and a second miner have data too, and it never shows. Screenshots
+of each main page (desktop and phone width) go to test-artifacts/screenshots/.
+"""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.agent import PROJECT_ROOT
+from tests.support.market import start_market
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(os.environ.get("ARTIFACTS_DIR", PROJECT_ROOT / "test-artifacts")) / "screenshots"
+PHONE = {"width": 390, "height": 844}
+
+if not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true":
+    pytest.skip("Chromium is not installed (apt install chromium; CI installs it)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    running = start_market(tmp_path_factory.mktemp("browser-market"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def others(market, tmp_path_factory):
+    """A second customer with a job and a second miner with a node: neither may show to the demo pair."""
+    bob_key = market.manage("createapikey", "--customer", "bob")
+    market.manage("shell", "-c", "from billing.services import funds_deposit; from marketplace.models import Customer; "
+                  "funds_deposit(customer=Customer.objects.get(name='bob'), amount=10**21, reason='test')")
+    bob_job = market.submit({"model": "echo", "input": "bob's"}, key=bob_key)
+    agent = market.add_agent(tmp_path_factory.mktemp("second-miner"), "max-node")
+    node_id = json.loads((agent.state_dir / "enrollment.json").read_text())["node_id"]
+    return {"bob_job": bob_job, "max_node": node_id}
+
+
+def shoot(page, name: str, phone_check: bool = True) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    desktop = page.viewport_size
+    page.set_viewport_size(PHONE)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size(desktop)
+    assert overflow <= 0 or not phone_check, f"{name} scrolls sideways at phone width ({overflow}px)"
+
+
+def assert_accessible_basics(page) -> None:
+    """One h1, a language, and a label for every control a person fills in."""
+    assert page.locator("h1").count() == 1
+    assert page.get_attribute("html", "lang") == "en"
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter(e => e.type !== 'hidden' && !e.labels.length && !e.getAttribute('aria-label'))
+        .map(e => e.name || e.id)""")
+    assert unlabelled == []
+
+
+def sign_in(browser, market, who: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{market.url}/accounts/login/")
+    assert_accessible_basics(page)
+    credentials = market.credentials[who]
+    page.fill("#id_username", credentials["username"])
+    page.fill("#id_password", credentials["password"])
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return page
+
+
+def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_earning(browser, market, others):
+    page = sign_in(browser, market, "customer")
+    assert page.url.endswith("/dashboard/")
+    assert others["bob_job"] not in page.content(), "another customer's job never shows"
+    assert_accessible_basics(page)
+    shoot(page, "customer-dashboard")
+
+    page.click("text=API keys")
+    page.fill("#id_name", "from the browser test")
+    page.click("text=Create key")
+    key = page.input_value("[data-testid=new-key]")
+    assert key.startswith("mk_")
+    assert_accessible_basics(page)
+    shoot(page, "customer-api-keys")
+
+    page.click("nav >> text=Dashboard")
+    page.wait_for_selector("#live-state:has-text('live')")
+    page.evaluate("window.__not_reloaded = true")
+    response = requests.post(f"{market.url}/v1/jobs", json={"model": "sleep", "input": {"seconds": 1}},
+                             headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert response.status_code == 201, response.text
+    job_id = response.json()["job_id"]
+    status = page.locator(f"#job-{job_id} .status")
+    status.wait_for(timeout=15000)  # the row appears without a reload
+    sync_api.expect(status).to_have_text("completed", timeout=30000)
+    assert page.evaluate("window.__not_reloaded") is True, "the page was not reloaded"
+    shoot(page, "customer-dashboard-with-job")
+
+    page.click(f"#job-{job_id} a")
+    sync_api.expect(page.locator("#job-status")).to_have_text("completed")
+    receipt = page.locator("section[aria-labelledby=receipt-heading]").inner_text()
+    assert "yes, with the node" in receipt, receipt
+    assert_accessible_basics(page)
+    shoot(page, "customer-job")
+
+    page.click("nav >> text=New job")
+    assert_accessible_basics(page)
+    shoot(page, "customer-new-job")
+
+    miner_page = sign_in(browser, market, "miner")
+    assert miner_page.url.endswith("/miner/")
+    rows = miner_page.locator("#nodes tbody tr")
+    sync_api.expect(rows).to_have_count(1)
+    sync_api.expect(rows.first.locator(".state")).to_have_text("online")
+    assert others["max_node"] not in miner_page.content(), "another miner's node never shows"
+    earned = miner_page.locator("[data-testid=earnings]").get_attribute("title")
+    assert int(earned.split()[0]) > 0, "the job's payout reached the miner"
+    miner_page.click("text=Make an enrolment token")
+    command = miner_page.input_value("[data-testid=runnode]")
+    assert f"--marketplace {market.url}" in command and "--enroll-token enroll_" in command
+    assert_accessible_basics(miner_page)
+    shoot(miner_page, "miner-dashboard")
+
+
+def test_staff_publish_a_pricing_version_and_the_next_quote_uses_it(browser, market):
+    page = sign_in(browser, market, "admin")
+    page.goto(f"{market.url}/admin/billing/pricingpolicy/add/")
+    page.fill("#id_model_base_prices_wei", json.dumps({"echo": "777000000000000000"}))
+    page.fill("#id_note", "echo costs more")
+    page.click("input[name=_save]")
+    page.wait_for_load_state()
+    shoot(page, "staff-pricing", phone_check=False)  # the Django admin's own layout
+    quote = requests.post(f"{market.url}/v1/jobs", json={"model": "echo", "input": "x"}, headers=market.headers(),
+                          timeout=10).json()
+    assert int(quote["estimated_cost"]) >= 777 * 10**15
+    versions = requests.get(f"{market.url}/v1/jobs/{quote['job_id']}", headers=market.headers(), timeout=10).json()
+    assert versions["policy_version"] == quote["policy_version"] >= 2
+    page.goto(f"{market.url}/admin/billing/account/treasury/")
+    shoot(page, "staff-treasury", phone_check=False)
