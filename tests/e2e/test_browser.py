@@ -68,14 +68,32 @@ def shoot(page, name: str, phone_check: bool = True) -> None:
     assert overflow <= 0 or not phone_check, f"{name} scrolls sideways at phone width ({overflow}px)"
 
 
+CONTRAST = """() => {
+  const rgb = c => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+                                       .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = e => { for (; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor);
+                             if (c.length === 3 || c[3] > 0) return c.slice(0, 3); } return [255, 255, 255]; };
+  const low = [];
+  for (const e of document.querySelectorAll('h1, h2, p, a, td, th, dt, dd, label, button, li, .hint')) {
+    if (!e.offsetParent || !e.textContent.trim()) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(background(e))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push(e.tagName + ' "' + e.textContent.trim().slice(0, 30) + '" ' + ratio.toFixed(2));
+  }
+  return low;
+}"""
+
+
 def assert_accessible_basics(page) -> None:
-    """One h1, a language, and a label for every control a person fills in."""
+    """One h1, a language, a label for every control a person fills in, and text at 4.5:1 contrast."""
     assert page.locator("h1").count() == 1
     assert page.get_attribute("html", "lang") == "en"
     unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
         .filter(e => e.type !== 'hidden' && !e.labels.length && !e.getAttribute('aria-label'))
         .map(e => e.name || e.id)""")
     assert unlabelled == []
+    assert page.evaluate(CONTRAST) == []
 
 
 def sign_in(browser, market, who: str):
@@ -129,6 +147,14 @@ def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_ear
     page.click("nav >> text=New job")
     assert_accessible_basics(page)
     shoot(page, "customer-new-job")
+    page.select_option("#id_model", "tokens")
+    page.fill("#id_input", json.dumps({"text": "one two three four five six", "delay": 0.4}))
+    page.click("form >> text=Submit")
+    page.wait_for_url("**/dashboard/jobs/job_*/")
+    sync_api.expect(page.locator("#output")).to_contain_text("one two", timeout=15000)
+    assert page.locator("#job-status").inner_text() != "completed", "the output streamed in before the end"
+    sync_api.expect(page.locator("#job-status")).to_have_text("completed", timeout=30000)
+    sync_api.expect(page.locator("#output")).to_contain_text('"tokens": 6')
 
     miner_page = sign_in(browser, market, "miner")
     assert miner_page.url.endswith("/miner/")
