@@ -101,3 +101,25 @@ def test_staff_deposit_and_refund_with_a_reason_and_the_treasury_reconciles(staf
     assert deposit.created_by.username == "root" and deposit.transaction.memo == "wire transfer 42"
     page = staff.get("/admin/billing/account/treasury/").content.decode()
     assert "<strong>balances</strong>" in page and str(before + 123456789012345678901234) in page
+
+
+def test_staff_set_a_keys_own_limits(staff, alice):
+    issued = factories.api_client(alice).api_key
+    response = staff.post(f"/admin/marketplace/apikey/{issued.api_key.pk}/change/", {
+        "name": "ci", "rate_limit_per_minute": "3", "rate_limit_per_hour": "30", "max_concurrent_jobs": "1",
+        "budget_wei": "1000",
+    })
+    assert response.status_code == 302, response.content
+    issued.api_key.refresh_from_db()
+    key = issued.api_key
+    assert (key.minute_limit, key.hour_limit, key.max_concurrent_jobs, key.budget_wei) == (3, 30, 1, 1000)
+
+
+def test_staff_inspect_a_job_with_its_events_and_attempts(staff, alice, echo_node):
+    from jobs.models import Job, JobAttempt
+
+    job = Job.objects.create(customer=alice, model="echo", input="x", status="failed", node=echo_node)
+    job.events.create(old_status="running", new_status="failed", reason="container echo failed: boom")
+    JobAttempt.objects.create(job=job, node=echo_node, number=1, status="failed", error="boom on the node")
+    page = staff.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
+    assert "container echo failed: boom" in page and "boom on the node" in page and echo_node.name in page
