@@ -163,7 +163,7 @@ async def job_event_stream(scope, receive, send):
         await send({"type": "http.response.body", "body": _sse(snapshot), "more_body": not _is_final(snapshot)})
         if _is_final(snapshot):
             return
-        client_gone = asyncio.create_task(_wait_for_disconnect(receive))
+        client_gone = asyncio.create_task(wait_for_disconnect(receive))
         try:
             while True:
                 next_message = asyncio.create_task(layer.receive(channel))
@@ -187,6 +187,6 @@ async def job_event_stream(scope, receive, send):
         await layer.group_discard(group, channel)
 
 
-async def _wait_for_disconnect(receive) -> None:
+async def wait_for_disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass

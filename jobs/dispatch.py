@@ -61,9 +61,10 @@ def dispatch(job_pk: int) -> None:
     if job.queue_deadline and now >= job.queue_deadline:
         job_expire(job)
         return
-    if job.is_private and not nodes_online().filter(pk=job.pinned_node_id).exists():
-        # only the named node can open the request: no other node may be tried
-        _fail_private(job, "no_healthy_candidates", f"node {job.pinned_node.public_id} is not online")
+    if job.pinned_node_id and not nodes_online().filter(pk=job.pinned_node_id).exists():
+        # a pinned job (private: only that node can open it; a subscription's: one of its
+        # distinct nodes) may not be tried anywhere else
+        _fail_pinned(job, "no_healthy_candidates", f"node {job.pinned_node.public_id} is not online")
         return
     attempt = _claim(job, holder)
     if attempt is None:
@@ -84,9 +85,9 @@ def _spec(job: Job) -> dict:
 
 
 def job_expire(job: Job) -> None:
-    if job.is_private:
+    if job.pinned_node_id:
         node = job.pinned_node.public_id
-        if int(job.request_expires_at) <= time.time():
+        if job.is_private and int(job.request_expires_at) <= time.time():
             code, reason = "expired_request", f"the request expired before node {node} had a free slot"
         else:
             code = "no_healthy_candidates"
@@ -99,9 +100,9 @@ def job_expire(job: Job) -> None:
     job_transition(job=job, expected=JobStatus.QUEUED, new_status=JobStatus.EXPIRED, reason=f"{reason} (waited {waited} s)")
 
 
-def _fail_private(job: Job, code: str, message: str, holder: str | None = None,
-                  expected=(JobStatus.QUEUED, *RUNNING_STATES)) -> None:
-    """End a private job: it has no other node to go to. The reservation is released."""
+def _fail_pinned(job: Job, code: str, message: str, holder: str | None = None,
+                 expected=(JobStatus.QUEUED, *RUNNING_STATES)) -> None:
+    """End a pinned job: it has no other node to go to. The reservation is released."""
     job_transition(job=job, expected=expected, new_status=JobStatus.FAILED, holder=holder,
                    reason=f"{code}: {message}", error=message, error_code=code)
 
@@ -109,7 +110,7 @@ def _fail_private(job: Job, code: str, message: str, holder: str | None = None,
 def _wait_for_a_node(job: Job) -> None:
     from jobs.tasks import dispatch_job
 
-    if job.is_private:
+    if job.pinned_node_id:
         reason = f"node {job.pinned_node.public_id} is busy; the job waits for a free slot on it"
     else:
         reason = no_candidate_reason(**_spec(job))
@@ -145,7 +146,7 @@ def _claim(job: Job, holder: str) -> JobAttempt | None:
     workers spread over free nodes; only if every fitting node was locked does it
     wait its turn on them, rather than send the job to sleep while slots are free.
     """
-    if job.is_private:
+    if job.pinned_node_id:
         candidates = list(nodes_online().filter(pk=job.pinned_node_id))
     else:
         candidates = node_candidates(**_spec(job))
@@ -210,7 +211,7 @@ def _run_attempt(job: Job, attempt: JobAttempt, holder: str) -> None:
         if job.is_private and exc.code:
             # the node would not open it (bad envelope, unknown key, expired, replayed): final
             _end_attempt(attempt, JobAttempt.Status.FAILED, str(exc))
-            _fail_private(job, exc.code, str(exc), holder=holder, expected=RUNNING_STATES)
+            _fail_pinned(job, exc.code, str(exc), holder=holder, expected=RUNNING_STATES)
             return
         _fail_over(job, attempt, holder, str(exc))
         return
@@ -355,9 +356,10 @@ def _fail_over(job: Job, attempt: JobAttempt, holder: str, error: str) -> None:
 
     log.info("job %s: %s", job.public_id, error)
     _end_attempt(attempt, JobAttempt.Status.LOST, error)
-    if job.is_private:
-        # no failover: no other node holds the key the request was sealed to
-        _fail_private(job, "no_healthy_candidates", error, holder=holder, expected=RUNNING_STATES)
+    if job.pinned_node_id:
+        # no failover: no other node holds the key a private request was sealed to, and a
+        # subscription's interval runs on distinct nodes
+        _fail_pinned(job, "no_healthy_candidates", error, holder=holder, expected=RUNNING_STATES)
         return
     if job.attempt_count >= settings.JOB_MAX_ATTEMPTS:
         job_transition(
@@ -426,6 +428,7 @@ def settle(job: Job, attempt: JobAttempt, holder: str, result: dict) -> None:
         job_transition(
             job=job, expected=RUNNING_STATES, new_status=JobStatus.COMPLETED, holder=holder,
             reason=f"completed on node {node.public_id}", result=container_result.get("output"),
+            intermediate_results=result.get("intermediate_results") or [],
             receipt=receipt, receipt_verified=True, receipt_hash=receipt["hash"], progress=100,
         )
         return
@@ -445,7 +448,7 @@ def _settle_private(job: Job, attempt: JobAttempt, holder: str, result: dict) ->
     """Keep the sealed response only with a receipt that verifies; settle on success."""
     node = attempt.node
     if result.get("reason") == "cancelled":
-        _fail_private(job, "cancelled_on_node", f"node {node.public_id} cancelled the job", holder=holder,
+        _fail_pinned(job, "cancelled_on_node", f"node {node.public_id} cancelled the job", holder=holder,
                       expected=RUNNING_STATES)
         _end_attempt(attempt, JobAttempt.Status.FAILED, "cancelled on the node")
         return
@@ -453,7 +456,7 @@ def _settle_private(job: Job, attempt: JobAttempt, holder: str, result: dict) ->
         checked = private_result_check(job=job, node=node, result=result)
     except TransportError as exc:
         _end_attempt(attempt, JobAttempt.Status.FAILED, str(exc))
-        _fail_private(job, exc.code, f"node {node.public_id}: {exc}", holder=holder, expected=RUNNING_STATES)
+        _fail_pinned(job, exc.code, f"node {node.public_id}: {exc}", holder=holder, expected=RUNNING_STATES)
         return
     succeeded = checked.status == "success"
     _end_attempt(attempt, JobAttempt.Status.SUCCEEDED if succeeded else JobAttempt.Status.FAILED)

@@ -42,6 +42,48 @@ class Priority(models.TextChoices):
     URGENT = "urgent"
 
 
+def _subscription_id() -> str:
+    return public_id("sub", 12)
+
+
+class DelegatedSubscription(models.Model):
+    """An Infernet delegated subscription: a signed schedule of jobs, run here instead of on a chain.
+
+    Interval ``i`` (1..frequency) falls due at ``active_at + (i - 1) * period``; each runs
+    on up to ``redundancy`` distinct nodes, and each result goes to the delivery adapter.
+    """
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        COMPLETED = "completed"
+
+    public_id = models.CharField(max_length=40, unique=True, default=_subscription_id, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="subscriptions")
+    owner = models.CharField(max_length=42, help_text="the subscription's owner address; it signed the request")
+    nonce = models.PositiveBigIntegerField()
+    expiry = models.PositiveBigIntegerField(help_text="the signature's expiry, Unix seconds")
+    containers = models.JSONField(help_text="the container ids the signed hash stands for")
+    containers_hash = models.CharField(max_length=66)
+    data = models.JSONField(default=dict)
+    active_at = models.PositiveBigIntegerField()
+    period = models.PositiveBigIntegerField()
+    frequency = models.PositiveIntegerField()
+    redundancy = models.PositiveIntegerField()
+    terms = models.JSONField(default=dict, help_text="lazy, verifier, payment_amount, payment_token, wallet, as signed")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE, db_index=True)
+    next_interval = models.PositiveIntegerField(default=1)
+    next_run_at = models.DateTimeField(db_index=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "nonce"], name="subscription_owner_nonce")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} ({self.owner}, {self.status})"
+
+
 class Job(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=_job_id, editable=False)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="jobs")
@@ -64,6 +106,8 @@ class Job(models.Model):
     node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
     node_job_id = models.CharField(max_length=64, blank=True)
     result = models.JSONField(null=True, blank=True)
+    # a chain's outputs before the last container's, as the node reported them
+    intermediate_results = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     receipt = models.JSONField(null=True, blank=True)
     receipt_verified = models.BooleanField(default=False)
@@ -94,6 +138,12 @@ class Job(models.Model):
     fee_price_wei = WeiField(default=0)
     billing_status = models.CharField(max_length=10, choices=BillingStatus.choices, default=BillingStatus.NONE)
     receipt_hash = models.CharField(max_length=64, blank=True, db_index=True)
+
+    # a job run for one interval of a delegated subscription
+    subscription = models.ForeignKey(
+        DelegatedSubscription, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    subscription_interval = models.PositiveIntegerField(null=True, blank=True)
 
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
@@ -165,3 +215,20 @@ class JobAttempt(models.Model):
     class Meta:
         ordering = ["number"]
         constraints = [models.UniqueConstraint(fields=["job", "number"], name="job_attempt_number")]
+
+
+class SubscriptionDelivery(models.Model):
+    """One result of one interval from one node, as the delivery adapter received it."""
+
+    subscription = models.ForeignKey(DelegatedSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    interval = models.PositiveIntegerField()
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="deliveries")
+    job = models.OneToOneField(Job, on_delete=models.PROTECT, related_name="delivery")
+    output_sha256 = models.CharField(max_length=64)
+    delivered_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["interval", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "interval", "node"], name="delivery_once_per_node")
+        ]

@@ -24,6 +24,7 @@ def jobs_sweep() -> int:
     from billing.services import job_billing_close
     from jobs.models import TERMINAL, BillingStatus, Job, JobStatus
     from jobs.selectors import jobs_due_for_dispatch, jobs_with_expired_leases
+    from jobs.subscriptions.services import subscriptions_run_due
     from jobs.tasks import dispatch_job
 
     now = timezone.now()
@@ -44,6 +45,8 @@ def jobs_sweep() -> int:
         with transaction.atomic():
             job_billing_close(job=job)
         actions += 1
+    # delegated subscriptions whose next interval has fallen due
+    actions += subscriptions_run_due(now=now)
     return actions
 
 

@@ -220,6 +220,12 @@ NODE_HEARTBEAT_SECONDS = env_int("NODE_HEARTBEAT_SECONDS", 5)
 NODE_OFFLINE_AFTER_SECONDS = env_int("NODE_OFFLINE_AFTER_SECONDS", 20)
 NODE_AUTO_APPROVE = env_bool("NODE_AUTO_APPROVE", True)
 
+# Infernet delegated subscriptions (the gateway): the EIP-712 domain they are signed for,
+# and the adapter their results are delivered to (there is no chain here)
+INFERNET_CHAIN_ID = env_int("INFERNET_CHAIN_ID", 31337)
+INFERNET_COORDINATOR_ADDRESS = env_str("INFERNET_COORDINATOR_ADDRESS", "0x663F3ad617193148711d28f5334eE4Ed07016602")
+SUBSCRIPTION_DELIVERER = env_str("SUBSCRIPTION_DELIVERER", "jobs.subscriptions.delivery.RecordingDeliverer")
+
 # The node agent (nodes/agent) reads its own settings from its config file and
 # command line; these are only its defaults when runnode is given none.
 NODE_AGENT_STATE_DIR = Path(env_str("NODE_AGENT_STATE_DIR", str(VAR_DIR / "agent")))
@@ -229,6 +235,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact_api_keys": {"()": "marketplace.log_redaction.RedactApiKeys"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_api_keys"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
 }

@@ -26,19 +26,25 @@ def _count(key: str, ttl: int) -> int:
         return 1
 
 
+def rate_limit_wait(api_key: ApiKey) -> float:
+    """Count one request for ``api_key``; the seconds until it may call again (0: allowed now)."""
+    limits = {"m": api_key.minute_limit, "h": api_key.hour_limit}
+    now = time.time()
+    wait = 0.0
+    for name, length in WINDOWS:
+        window = int(now // length)
+        used = _count(f"ratelimit:{api_key.pk}:{name}:{window}", length + 5)
+        if used > limits[name]:
+            wait = max(wait, (window + 1) * length - now)
+    return wait
+
+
 class ApiKeyRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
-        limits = {"m": api_key.minute_limit, "h": api_key.hour_limit}
-        now = time.time()
-        self._wait = 0.0
-        for name, length in WINDOWS:
-            window = int(now // length)
-            used = _count(f"ratelimit:{api_key.pk}:{name}:{window}", length + 5)
-            if used > limits[name]:
-                self._wait = max(self._wait, (window + 1) * length - now)
+        self._wait = rate_limit_wait(api_key)
         return self._wait == 0.0
 
     def wait(self) -> float | None:

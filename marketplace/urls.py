@@ -10,4 +10,5 @@ urlpatterns = [
     path("v1/", include("nodes.urls")),
     path("v1/", include("billing.urls")),
     path("v1/", include("privacy.urls")),
+    path("", include("jobs.gateway.urls")),
 ]

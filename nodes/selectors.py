@@ -97,3 +97,12 @@ def miner_nodes_overview(*, miner) -> list[dict]:
             "failure_rate": (node.failed / ended) if ended else None,
         })
     return overview
+
+
+def containers_offered() -> dict[str, list[Node]]:
+    """Container id → the approved online nodes that run it (what the Infernet gateway offers)."""
+    offered: dict[str, list[Node]] = {}
+    for node in nodes_online().order_by("pk"):
+        for container in node.containers:
+            offered.setdefault(container, []).append(node)
+    return offered

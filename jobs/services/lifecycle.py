@@ -58,6 +58,10 @@ def job_transition(*, job: Job, expected, new_status: str, reason: str = "", hol
     if new_status in TERMINAL:
         # every way a job ends closes its bill, in the same transaction
         job_billing_close(job=job)
+    if new_status == JobStatus.COMPLETED and job.subscription_id:
+        from jobs.subscriptions.delivery import subscription_deliver_after_commit
+
+        subscription_deliver_after_commit(job)
     publish_after_commit(job.public_id, job_status_event(job))
     publish_job_row_after_commit(job)
     return True

@@ -60,7 +60,9 @@ def _estimate_seconds(spec: JobSpec, expected: int) -> int:
     return waves * expected + expected
 
 
-def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None = None) -> Submission:
+def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None = None,
+               job_id: str | None = None) -> Submission:
+    """``job_id``, when given, is the new job's id (a caller that must listen to the job before it exists)."""
     customer = principal.customer
     if idempotency_key:
         existing = Job.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
@@ -93,6 +95,8 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
         idempotency_key=idempotency_key or None,
         request_hash=spec.fingerprint(),
     )
+    if job_id:
+        fields["public_id"] = job_id
     try:
         job = job_create_reserved(principal=principal, quote=quote, fields=fields)
     except IntegrityError:
