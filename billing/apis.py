@@ -1,19 +1,29 @@
 """The billing surface (B3IQ): account, usage, a job's bill, and signed receipts."""
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.ledger import account_for_customer
+from billing.openapi import (
+    AccountSerializer,
+    EarningsSerializer,
+    JobBillSerializer,
+    ReceiptSerializer,
+    UsageSerializer,
+)
 from billing.selectors import usage_by_day
 from jobs.apis import parse_day_range
 from jobs.exceptions import JobNotFound
 from jobs.models import Job
+from jobs.openapi import DAY_PARAMETERS
 from jobs.selectors import job_get_for_customer
 from jobs.serializers import job_billing
 
 
 class BillingAccountApi(APIView):
+    @extend_schema(operation_id="billing_account", responses=AccountSerializer)
     def get(self, request):
         customer = request.user.customer
         account = account_for_customer(customer)
@@ -28,6 +38,7 @@ class BillingAccountApi(APIView):
 
 
 class BillingUsageApi(APIView):
+    @extend_schema(operation_id="billing_usage", parameters=DAY_PARAMETERS, responses=UsageSerializer)
     def get(self, request):
         start, end = parse_day_range(request)
         days = usage_by_day(customer=request.user.customer, start=start, end=end)
@@ -43,6 +54,7 @@ class BillingUsageApi(APIView):
 
 
 class BillingJobApi(APIView):
+    @extend_schema(operation_id="billing_job", responses=JobBillSerializer)
     def get(self, request, job_id: str):
         job = job_get_for_customer(customer=request.user.customer, job_id=job_id)
         return Response({"job_id": job.public_id, **job_billing(job)})
@@ -51,6 +63,7 @@ class BillingJobApi(APIView):
 class ReceiptApi(APIView):
     """A job's receipt, as the node signed it: anyone holding the node's key can check it."""
 
+    @extend_schema(operation_id="receipts_get", responses=ReceiptSerializer)
     def get(self, request, receipt_hash: str):
         job = (
             Job.objects.select_related("node")
@@ -80,6 +93,8 @@ class MinerEarningsApi(APIView):
     permission_classes: list = []
     throttle_classes: list = []
 
+    @extend_schema(operation_id="miners_earnings", parameters=DAY_PARAMETERS, responses=EarningsSerializer,
+                   auth=[{"nodeToken": []}])
     def get(self, request):
         from billing.selectors import miner_earnings
         from nodes.services import node_from_token

@@ -5,11 +5,21 @@ import json
 from datetime import date, datetime, time, timezone as dt_timezone
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.exceptions import InvalidQuery, JobStateConflict
 from jobs.models import Job, JobStatus
+from jobs.openapi import (
+    DAY_PARAMETERS,
+    PAGE_PARAMETERS,
+    JobDetailSerializer,
+    JobHistorySerializer,
+    JobPageSerializer,
+    JobSubmittedSerializer,
+)
 from jobs.selectors import job_get_for_customer, jobs_page
 from jobs.serializers import JobSubmitSerializer, job_detail, job_summary
 from jobs.services.lifecycle import job_cancel
@@ -31,6 +41,12 @@ def _page(request, queryset) -> dict:
 
 
 class JobListCreateApi(APIView):
+    @extend_schema(
+        operation_id="jobs_submit", request=JobSubmitSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                                     description="the same key again returns the same job (a different body: 409)")],
+        responses={201: JobSubmittedSerializer, 200: JobSubmittedSerializer},
+    )
     def post(self, request):
         serializer = JobSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -64,6 +80,11 @@ class JobListCreateApi(APIView):
             status=201 if submission.created else 200,
         )
 
+    @extend_schema(
+        operation_id="jobs_list",
+        parameters=[OpenApiParameter("status", str, enum=list(JobStatus.values)), *PAGE_PARAMETERS],
+        responses=JobPageSerializer,
+    )
     def get(self, request):
         queryset = Job.objects.filter(customer=request.user.customer)
         status = request.query_params.get("status")
@@ -93,6 +114,8 @@ def parse_day_range(request) -> tuple[datetime | None, datetime | None]:
 
 
 class JobHistoryApi(APIView):
+    @extend_schema(operation_id="jobs_history", parameters=[*DAY_PARAMETERS, *PAGE_PARAMETERS],
+                   responses=JobHistorySerializer)
     def get(self, request):
         start, end = parse_day_range(request)
         queryset = Job.objects.filter(customer=request.user.customer)
@@ -107,15 +130,21 @@ class JobHistoryApi(APIView):
 
 
 class JobDetailApi(APIView):
+    @extend_schema(operation_id="jobs_get", responses=JobDetailSerializer)
     def get(self, request, job_id: str):
         return Response(job_detail(job_get_for_customer(customer=request.user.customer, job_id=job_id)))
 
+    @extend_schema(operation_id="jobs_cancel", responses={200: JobDetailSerializer})
     def delete(self, request, job_id: str):
         job = job_get_for_customer(customer=request.user.customer, job_id=job_id)
         return Response(job_detail(job_cancel(job=job)))
 
 
 class JobDownloadApi(APIView):
+    @extend_schema(
+        operation_id="jobs_download",
+        responses={200: OpenApiResponse(OpenApiTypes.ANY, description="the result: JSON, or text/plain for format text")},
+    )
     def get(self, request, job_id: str):
         job = job_get_for_customer(customer=request.user.customer, job_id=job_id)
         if job.status != JobStatus.COMPLETED:

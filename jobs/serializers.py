@@ -1,4 +1,6 @@
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobs.models import Job, Priority
@@ -24,6 +26,7 @@ class RequirementsSerializer(serializers.Serializer):
     min_vram_gb = serializers.FloatField(min_value=0, max_value=4096, required=False, default=0)
 
 
+@extend_schema_field(OpenApiTypes.ANY)
 class AnyJsonField(serializers.Field):
     def to_internal_value(self, data):
         return data

@@ -5,6 +5,6 @@ from jobs.apis import JobDetailApi, JobDownloadApi, JobHistoryApi, JobListCreate
 urlpatterns = [
     path("jobs", JobListCreateApi.as_view(), name="jobs"),
     path("jobs/history", JobHistoryApi.as_view(), name="job-history"),
-    path("jobs/<str:job_id>", JobDetailApi.as_view(), name="job-detail"),
-    path("jobs/<str:job_id>/download", JobDownloadApi.as_view(), name="job-download"),
+    path("jobs/<id:job_id>", JobDetailApi.as_view(), name="job-detail"),
+    path("jobs/<id:job_id>/download", JobDownloadApi.as_view(), name="job-download"),
 ]

@@ -84,6 +84,10 @@ def api_exception_handler(exc, context):
         summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
         return problem(422, summary, "validation_error", fields=fields)
     if isinstance(exc, drf.ParseError):
+        from marketplace.json_input import NUL_MESSAGE
+
+        if str(exc.detail) == NUL_MESSAGE:
+            return problem(422, NUL_MESSAGE, "validation_error")
         return problem(400, f"the request body is not valid JSON: {exc.detail}", "invalid_json")
     if isinstance(exc, drf.UnsupportedMediaType):
         return problem(415, "send the request body as application/json", "unsupported_media_type")

@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_dramatiq",
     "marketplace",
@@ -200,11 +202,31 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["marketplace.throttles.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["marketplace.json_input.StrictJSONParser"],
     "EXCEPTION_HANDLER": "marketplace.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "marketplace.openapi.MarketplaceAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 1024 * 1024)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Inference marketplace API",
+    "DESCRIPTION": "Customer jobs (AITBC surface), private inference (B3IQ), billing, and the node-facing API. "
+                   "Every error is {\"error\": {status, title, detail, code}}.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/v1",
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "nodeToken": {"type": "http", "scheme": "bearer", "description": "a node token from enrolment"},
+        }
+    },
+}
 
 # --- marketplace policy (defaults; staff override per customer in the admin) --------
 RATE_LIMIT_PER_MINUTE = env_int("RATE_LIMIT_PER_MINUTE", 60)

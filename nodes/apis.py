@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from nodes.openapi import SIGNED_REQUEST, EnrolledSerializer, HeartbeatAnswerSerializer
 from nodes.serializers import EnrollSerializer, HeartbeatSerializer
 from nodes.services import node_authenticate, node_enroll, node_heartbeat
 
@@ -17,6 +19,8 @@ class NodeApi(APIView):
 
 
 class NodeEnrollApi(NodeApi):
+    @extend_schema(operation_id="nodes_enroll", request=EnrollSerializer, parameters=SIGNED_REQUEST,
+                   responses={201: EnrolledSerializer})
     def post(self, request):
         body = request.body  # the signature covers the raw bytes
         serializer = EnrollSerializer(data=request.data)
@@ -40,6 +44,8 @@ class NodeEnrollApi(NodeApi):
 
 
 class NodeHeartbeatApi(NodeApi):
+    @extend_schema(operation_id="nodes_heartbeat", request=HeartbeatSerializer, parameters=SIGNED_REQUEST,
+                   responses=HeartbeatAnswerSerializer, auth=[{"nodeToken": []}])
     def post(self, request, node_id: str):
         body = request.body
         node = node_authenticate(node_id=node_id, headers=request.headers, method="POST", path=request.path, body=body)

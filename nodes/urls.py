@@ -4,5 +4,5 @@ from nodes.apis import NodeEnrollApi, NodeHeartbeatApi
 
 urlpatterns = [
     path("nodes/enroll", NodeEnrollApi.as_view(), name="node-enroll"),
-    path("nodes/<str:node_id>/heartbeat", NodeHeartbeatApi.as_view(), name="node-heartbeat"),
+    path("nodes/<id:node_id>/heartbeat", NodeHeartbeatApi.as_view(), name="node-heartbeat"),
 ]

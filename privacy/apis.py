@@ -1,11 +1,13 @@
 """The private-inference surface (B3IQ): nodes to seal to, and encrypted jobs."""
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.models import Job
 from jobs.serializers import iso_time
+from privacy.openapi import PrivateJobAcceptedSerializer, PrivateJobSerializer, PrivateNodesSerializer
 from privacy.selectors import private_job_get, private_nodes
 from privacy.serializers import PrivateJobSubmitSerializer
 from privacy.services import PrivateJobRequest, private_job_submit
@@ -39,11 +41,14 @@ def private_job_detail(job: Job) -> dict:
 
 
 class PrivateNodesApi(APIView):
+    @extend_schema(operation_id="private_nodes", responses=PrivateNodesSerializer)
     def get(self, request):
         return Response({"nodes": private_nodes()})
 
 
 class PrivateJobsApi(APIView):
+    @extend_schema(operation_id="private_jobs_submit", request=PrivateJobSubmitSerializer,
+                   responses={202: PrivateJobAcceptedSerializer})
     def post(self, request):
         serializer = PrivateJobSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -73,5 +78,6 @@ class PrivateJobsApi(APIView):
 
 
 class PrivateJobDetailApi(APIView):
+    @extend_schema(operation_id="private_jobs_get", responses=PrivateJobSerializer)
     def get(self, request, job_id: str):
         return Response(private_job_detail(private_job_get(customer=request.user.customer, job_id=job_id)))

@@ -165,8 +165,9 @@ def parse_envelope(envelope) -> ParsedEnvelope:
         raise TransportError(f"version must be {VERSION}")
     if envelope["algorithm"] != ALGORITHM:
         raise TransportError(f"algorithm must be {ALGORITHM}")
-    if not isinstance(envelope["key_id"], str) or not 1 <= len(envelope["key_id"]) <= 128:
-        raise TransportError("key_id must be a string of 1 to 128 characters")
+    key_id = envelope["key_id"]
+    if not isinstance(key_id, str) or not 1 <= len(key_id) <= 128 or not key_id.isprintable() or not key_id.isascii():
+        raise TransportError("key_id must be 1 to 128 printable ASCII characters")
     client_key = b64u_decode(envelope["client_public_key_x25519"], "client_public_key_x25519")
     if len(client_key) != 32:
         raise TransportError("client_public_key_x25519 must be 32 bytes")

@@ -15,7 +15,7 @@ from django.conf import settings
 from jobs.consumers import wait_for_disconnect
 from jobs.gateway.access import gateway_principal
 from jobs.gateway.errors import InfernetError
-from jobs.gateway.submit import parse_job_request, submit
+from jobs.gateway.submit import parse_body, parse_job_request, submit
 from jobs.live import job_group
 from jobs.models import TERMINAL, Job, _job_id
 
@@ -44,10 +44,7 @@ async def _read_body(receive) -> bytes:
 @database_sync_to_async
 def _submit(api_key: str, raw: bytes, job_id: str) -> None:
     principal = gateway_principal(api_key)
-    try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InfernetError("Could not parse request body as JSON", detail=str(exc)) from None
+    body = parse_body(raw)
     if isinstance(body, dict) and "subscription" in body:
         raise InfernetError("Streaming only supported for JobRequest requests")
     submit(principal, parse_job_request(body), job_id=job_id)

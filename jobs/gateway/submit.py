@@ -6,15 +6,27 @@ Infernet node reads our refusals unchanged; a refusal the marketplace adds
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from jobs.gateway.errors import InfernetError
 from jobs.services.submit import JobSpec, job_submit
 from marketplace.authentication import CustomerPrincipal
 from marketplace.errors import ApiError
+from marketplace.json_input import NUL_MESSAGE, contains_nul
 from nodes.selectors import containers_offered
 
 JOB_REQUEST_FIELDS = {"containers", "data", "requires_proof"}
+
+
+def parse_body(raw: bytes):
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InfernetError("Could not parse request body as JSON", detail=str(exc)) from None
+    if contains_nul(body):
+        raise InfernetError(NUL_MESSAGE)
+    return body
 
 
 @dataclass(frozen=True)

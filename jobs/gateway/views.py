@@ -6,7 +6,6 @@ Infernet's shapes, since the published client reads the body before the status.
 """
 from __future__ import annotations
 
-import json
 from functools import wraps
 
 from django.http import JsonResponse
@@ -15,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from jobs.gateway.access import gateway_principal
 from jobs.gateway.errors import InfernetError
 from jobs.gateway.results import job_result
-from jobs.gateway.submit import job_request_submit, parse_job_request
+from jobs.gateway.submit import job_request_submit, parse_body, parse_job_request
 from jobs.models import ACTIVE, Job
 from marketplace.authentication import CustomerPrincipal
 from nodes.agent import AGENT_VERSION
@@ -43,10 +42,7 @@ def gateway_view(*methods: str):
 
 
 def _body(request):
-    try:
-        return json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InfernetError("Could not parse request body as JSON", detail=str(exc)) from None
+    return parse_body(request.body)
 
 
 def _flag(request, name: str) -> bool | None:
@@ -118,7 +114,7 @@ def resources(request, principal):
 def jobs(request, principal: CustomerPrincipal):
     if request.method == "POST":
         return JsonResponse(job_request_submit(principal, _body(request)))
-    ids = request.GET.getlist("id")
+    ids = [i for i in request.GET.getlist("id") if "\x00" not in i]  # a NUL names no job
     if not ids:
         pending = _flag(request, "pending")
         mine = Job.objects.filter(api_key=principal.api_key).order_by("-id")

@@ -6,6 +6,7 @@ import json
 from django import forms
 
 from jobs.models import Priority
+from marketplace.json_input import NUL_MESSAGE, contains_nul
 from nodes.selectors import models_offered
 
 
@@ -28,9 +29,12 @@ class JobSubmitForm(forms.Form):
     def clean_input(self):
         text = self.cleaned_data["input"]
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except ValueError:
             return text  # plain text is a fine input too
+        if contains_nul(value):
+            raise forms.ValidationError(NUL_MESSAGE)
+        return value
 
 
 class ApiKeyCreateForm(forms.Form):

@@ -117,6 +117,9 @@ def test_errors_are_json_in_infernets_shape(market, client):
     assert missing.status_code == 404 and missing.json()["error"] == "Not found"
     garbled = requests.post(f"{base}/{market.api_key}/api/jobs", data=b"{not json", timeout=10)
     assert garbled.status_code == 400 and garbled.json()["error"] == "Could not parse request body as JSON"
+    nul = requests.post(f"{base}/{market.api_key}/api/jobs", json={"containers": ["echo"], "data": {"a": "\u0000"}},
+                        timeout=10)
+    assert nul.status_code == 400 and "NUL" in nul.json()["error"]
     with pytest.raises(APIError) as refused:
         run(client.request_job({"containers": ["echo"], "data": {}, "requires_proof": True}))
     assert refused.value.status_code == 400

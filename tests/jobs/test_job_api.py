@@ -236,3 +236,11 @@ def test_download_as_text(alice_api, echo_node):
     Job.objects.filter(public_id=job_id).update(status=JobStatus.COMPLETED, result={"text": "plain words"})
     response = alice_api.get(f"/v1/jobs/{job_id}/download")
     assert response["Content-Type"].startswith("text/plain") and response.content == b"plain words"
+
+
+def test_a_nul_character_is_refused_cleanly_not_stored_or_crashed_on(alice_api, echo_node):
+    """PostgreSQL's text and jsonb cannot hold U+0000: it is a 422 here, on every database."""
+    for body in ({"model": "echo", "input": "a\u0000b"}, {"model": "echo", "input": {"k\u0000": 1}}):
+        response = alice_api.post("/v1/jobs", body, format="json")
+        assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error", response.content
+    assert alice_api.get("/v1/jobs/job_\u0000x").status_code == 404
