@@ -17,7 +17,8 @@ from jobs.gateway.access import gateway_principal
 from jobs.gateway.errors import InfernetError
 from jobs.gateway.submit import parse_body, parse_job_request, submit
 from jobs.live import job_group
-from jobs.models import TERMINAL, Job, _job_id
+from jobs.models import TERMINAL, Job
+from marketplace.ids import public_id
 
 # the published client takes its first read as the job id: keep the first output apart from it
 FIRST_CHUNK_GAP_SECONDS = 0.002
@@ -63,7 +64,7 @@ async def infernet_stream(scope, receive, send):
         return
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    job_id = _job_id()
+    job_id = public_id("job", 12)
     group = job_group(job_id)
     await layer.group_add(group, channel)
     try:
