@@ -7,16 +7,23 @@ Infernet node reads our refusals unchanged; a refusal the marketplace adds
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from jobs.gateway.errors import InfernetError
 from jobs.services.submit import JobSpec, job_submit
 from marketplace.authentication import CustomerPrincipal
 from marketplace.errors import ApiError
 from marketplace.json_input import NUL_MESSAGE, contains_nul
+from nodes.agent.errors import AgentError
+from nodes.agent.guards import JobRequest, job_request_shape
 from nodes.selectors import containers_offered
 
-JOB_REQUEST_FIELDS = {"containers", "data", "requires_proof"}
+
+def infernet_checked(function, *args):
+    """Run one of the node agent's Infernet checks; its refusal in the gateway's error family."""
+    try:
+        return function(*args)
+    except AgentError as error:
+        raise InfernetError(error.error, status=error.status, **error.params) from None
 
 
 def parse_body(raw: bytes):
@@ -29,38 +36,17 @@ def parse_body(raw: bytes):
     return body
 
 
-@dataclass(frozen=True)
-class JobRequest:
-    containers: list[str]
-    data: dict
-
-
 def parse_job_request(body) -> JobRequest:
-    if not isinstance(body, dict):
-        raise InfernetError("Job request must be a JSON object")
-    unknown = set(body) - JOB_REQUEST_FIELDS
-    if unknown:
-        raise InfernetError("Unknown fields in job request", fields=sorted(unknown))
-    containers = body.get("containers")
-    if not isinstance(containers, list) or not all(isinstance(c, str) for c in containers):
-        raise InfernetError("containers must be a list of container IDs", containers=containers)
-    if not containers:
-        raise InfernetError("No containers specified")
-    if "data" not in body:
-        raise InfernetError("data is required")
-    if not isinstance(body["data"], dict):
-        raise InfernetError("data must be a JSON object")
-    requires_proof = body.get("requires_proof", False)
-    if not isinstance(requires_proof, bool):
-        raise InfernetError("requires_proof must be a boolean")
+    """The agent's shape checks, then what this marketplace offers in place of its container list."""
+    request = infernet_checked(job_request_shape, body)
     offered = containers_offered()
-    for container in containers:
+    for container in request.containers:
         if container not in offered:
             raise InfernetError("Container not supported", container=container)
-    if requires_proof:
+    if request.requires_proof:
         # no node on this marketplace advertises proofs
-        raise InfernetError("Container does not generate proofs", container=containers[-1])
-    return JobRequest(containers=containers, data=body["data"])
+        raise InfernetError("Container does not generate proofs", container=request.containers[-1])
+    return request
 
 
 def job_spec(request: JobRequest) -> JobSpec:

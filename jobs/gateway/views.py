@@ -14,10 +14,11 @@ from django.views.decorators.csrf import csrf_exempt
 from jobs.gateway.access import gateway_principal
 from jobs.gateway.errors import InfernetError
 from jobs.gateway.results import job_result
-from jobs.gateway.submit import job_request_submit, parse_body, parse_job_request
+from jobs.gateway.submit import infernet_checked, job_request_submit, parse_body, parse_job_request
 from jobs.models import ACTIVE, Job
 from marketplace.authentication import CustomerPrincipal
 from nodes.agent import AGENT_VERSION
+from nodes.agent.guards import flag_value
 from nodes.selectors import containers_offered
 
 
@@ -46,14 +47,7 @@ def _body(request):
 
 
 def _flag(request, name: str) -> bool | None:
-    raw = request.GET.get(name)
-    if raw is None:
-        return None
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise InfernetError(f"{name} must be true or false", **{name: raw})
+    return infernet_checked(flag_value, name, request.GET.get(name))
 
 
 @gateway_view("GET")

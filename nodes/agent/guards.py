@@ -27,15 +27,8 @@ def is_delegated_subscription(body: Any) -> bool:
     return isinstance(body, dict) and "subscription" in body
 
 
-def parse_job_request(body: Any, config: AgentConfig, client_ip: str, trusted: bool = False) -> JobRequest:
-    """Validate one JobRequest (Infernet's guardian, in its order) or raise an ``AgentError``.
-
-    ``trusted`` is the marketplace, authenticated by its push token: address
-    allow-lists are for callers of the open Infernet API, not for it.
-    """
-    if is_delegated_subscription(body):
-        # no chain on this node: Infernet answers delegated subscriptions this way
-        raise BadRequest("Chain not enabled")
+def job_request_shape(body: Any) -> JobRequest:
+    """A JobRequest's fields and types, checked in Infernet's order, messages as Infernet's."""
     if not isinstance(body, dict):
         raise BadRequest("Job request must be a JSON object")
     unknown = set(body) - JOB_REQUEST_FIELDS
@@ -54,6 +47,31 @@ def parse_job_request(body: Any, config: AgentConfig, client_ip: str, trusted: b
     requires_proof = body.get("requires_proof", False)
     if not isinstance(requires_proof, bool):
         raise BadRequest("requires_proof must be a boolean")
+    return JobRequest(containers=containers, data=data, requires_proof=requires_proof)
+
+
+def flag_value(name: str, raw: str | None) -> bool | None:
+    """A true/false query parameter, as Infernet spells it; None when it is absent."""
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise BadRequest(f"{name} must be true or false", **{name: raw})
+
+
+def parse_job_request(body: Any, config: AgentConfig, client_ip: str, trusted: bool = False) -> JobRequest:
+    """Validate one JobRequest (Infernet's guardian, in its order) or raise an ``AgentError``.
+
+    ``trusted`` is the marketplace, authenticated by its push token: address
+    allow-lists are for callers of the open Infernet API, not for it.
+    """
+    if is_delegated_subscription(body):
+        # no chain on this node: Infernet answers delegated subscriptions this way
+        raise BadRequest("Chain not enabled")
+    request = job_request_shape(body)
+    containers, data, requires_proof = request.containers, request.data, request.requires_proof
 
     for container_id in containers:
         if config.container(container_id) is None:

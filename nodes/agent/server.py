@@ -24,7 +24,7 @@ from aiohttp import web
 from nodes.agent import AGENT_VERSION
 from nodes.agent.config import AgentConfig
 from nodes.agent.errors import AgentError, BadRequest, Forbidden, NotFound
-from nodes.agent.guards import RateLimiter, is_delegated_subscription, parse_job_request
+from nodes.agent.guards import RateLimiter, flag_value, is_delegated_subscription, parse_job_request
 from nodes.agent.hardware import hardware_capabilities
 from nodes.agent.identity import Identity, load_or_create_identity
 from nodes.agent.jobs import FAILED, RUNNING, SUCCESS, Job, JobRunner, JobStore
@@ -94,14 +94,7 @@ async def _json_body(request: web.Request) -> Any:
 
 
 def _flag(request: web.Request, name: str) -> bool | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise BadRequest(f"{name} must be true or false", **{name: raw})
+    return flag_value(name, request.query.get(name))
 
 
 def _job_id(raw: str) -> str:
