@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -19,6 +20,8 @@ from jobs.gateway.submit import parse_body, parse_job_request, submit
 from jobs.live import job_group
 from jobs.models import TERMINAL, Job
 from marketplace.ids import public_id
+
+log = logging.getLogger(__name__)
 
 # the published client takes its first read as the job id: keep the first output apart from it
 FIRST_CHUNK_GAP_SECONDS = 0.002
@@ -72,6 +75,12 @@ async def infernet_stream(scope, receive, send):
             await _submit(api_key, await _read_body(receive), job_id)
         except InfernetError as error:
             await _respond_json(send, error.status, error.as_body())
+            return
+        except ConnectionResetError:
+            raise
+        except Exception:  # JSON, never an HTML page, for a client that reads JSON first
+            log.exception("unhandled error on POST %s", scope["path"])
+            await _respond_json(send, 500, {"error": "Internal server error"})
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8")]})

@@ -6,6 +6,7 @@ Infernet's shapes, since the published client reads the body before the status.
 """
 from __future__ import annotations
 
+import logging
 from functools import wraps
 
 from django.http import JsonResponse
@@ -20,6 +21,8 @@ from marketplace.authentication import CustomerPrincipal
 from nodes.agent import AGENT_VERSION
 from nodes.agent.guards import flag_value
 from nodes.selectors import containers_offered
+
+log = logging.getLogger(__name__)
 
 
 def gateway_view(*methods: str):
@@ -36,6 +39,9 @@ def gateway_view(*methods: str):
                 return view(request, principal, *args, **kwargs)
             except InfernetError as error:
                 return error.response()
+            except Exception:  # Infernet's clients read JSON before the status: never an HTML page
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                return InfernetError("Internal server error", status=500).response()
 
         return wrapped
 

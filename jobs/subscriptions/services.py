@@ -172,7 +172,8 @@ def subscriptions_run_due(*, only: int | None = None, now=None) -> int:
             locked = DelegatedSubscription.objects.filter(pk=pk, next_run_at__lte=now,
                                                           status=DelegatedSubscription.Status.ACTIVE)
             if connection.features.has_select_for_update_skip_locked:
-                locked = locked.select_for_update(skip_locked=True)
+                # lock the subscription's row only (its api key is an outer join)
+                locked = locked.select_for_update(skip_locked=True, of=("self",))
             subscription = locked.select_related("customer", "api_key").first()
             if subscription is None:
                 continue  # another worker has it
