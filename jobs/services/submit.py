@@ -101,6 +101,8 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
         job = job_create_reserved(principal=principal, quote=quote, fields=fields)
     except IntegrityError:
         # a retry with the same Idempotency-Key won the race: answer with its job
+        if not idempotency_key:
+            raise
         existing = Job.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
         if existing is None:
             raise
