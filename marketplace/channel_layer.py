@@ -39,6 +39,11 @@ class ThreadSafeInMemoryChannelLayer(InMemoryChannelLayer):
         return await self._on_home(super().send(channel, message))
 
     async def group_send(self, group, message):
+        # nobody listening (the common case: no dashboard open on this customer): no trip to
+        # the server's loop. A listener joins before it reads its snapshot, so nothing it
+        # needs can be skipped this way.
+        if not self.groups.get(group):
+            return None
         return await self._on_home(super().group_send(group, message))
 
     async def group_add(self, group, channel):
