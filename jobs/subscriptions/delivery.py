@@ -8,6 +8,7 @@ after the job's transaction has committed, outside it).
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import json
 import logging
 
@@ -20,11 +21,12 @@ from jobs.models import Job, SubscriptionDelivery
 log = logging.getLogger(__name__)
 
 
-class SubscriptionDeliverer:
+class SubscriptionDeliverer(ABC):
     """The interface: deliver one node's result for one interval of a subscription, once."""
 
+    @abstractmethod
     def deliver(self, *, job: Job) -> None:
-        raise NotImplementedError
+        """Deliver ``job.result`` (interval ``job.subscription_interval``, node ``job.node``)."""
 
 
 class RecordingDeliverer(SubscriptionDeliverer):

@@ -5,7 +5,6 @@ the dispatch step where a worker would.
 """
 import os
 import signal
-import threading
 import time
 import uuid
 
@@ -19,7 +18,7 @@ from privacy.client import PrivateInferenceClient, PrivateInferenceError
 from privacy.relay import private_result_check
 from privacy.transport import TransportError, b64u, b64u_decode
 from tests import factories
-from tests.privacy.helpers import balances, run
+from tests.privacy.helpers import balances, run, run_until_running
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -216,12 +215,7 @@ def test_a_private_job_runs_on_its_node_or_nowhere(enroll, client, customer):
     before = balances(customer)
 
     job = client.submit(offer, model_id="sleep", input={"seconds": 30})
-    worker = threading.Thread(target=run, args=(job.job_id,))
-    worker.start()
-    deadline = time.monotonic() + 20
-    while Job.objects.get(public_id=job.job_id).status != JobStatus.RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    worker = run_until_running(job.job_id)
     os.kill(alpha.process.pid, signal.SIGKILL)
     worker.join(timeout=60)
     stored = Job.objects.get(public_id=job.job_id)
@@ -374,12 +368,7 @@ def test_a_private_job_is_cancelled_on_its_node_and_refunded(enroll, client, cus
     (offer,) = client.nodes()
     before = balances(customer)
     job = client.submit(offer, model_id="sleep", input={"seconds": 30})
-    worker = threading.Thread(target=run, args=(job.job_id,))
-    worker.start()
-    deadline = time.monotonic() + 20
-    while Job.objects.get(public_id=job.job_id).status != JobStatus.RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    worker = run_until_running(job.job_id)
     cancelled = client._call("DELETE", f"/v1/jobs/{job.job_id}")
     assert cancelled["status"] == "cancelled"
     worker.join(timeout=30)
