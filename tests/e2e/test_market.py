@@ -242,3 +242,11 @@ def test_the_private_cli_seals_a_prompt_runs_it_and_prints_the_opened_result(mar
 
     listed = subprocess.run(command[:-4] + ["nodes"], capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
     assert listed.returncode == 0 and record["node_id"] in listed.stdout
+
+
+def test_the_printed_private_line_works_as_printed(market, tmp_path):
+    line = next(l.strip() for l in market.log().splitlines() if "-m privacy.cli" in l)
+    done = subprocess.run(line, shell=True, capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT,
+                          env={**os.environ, "HOME": str(tmp_path)})  # pins go under this HOME
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"input": "a secret prompt"}

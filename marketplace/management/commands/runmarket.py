@@ -48,6 +48,13 @@ def _set_tcp_nodelay_on_daphne_connections() -> None:
     http_protocol.HTTPFactory.buildProtocol = build_protocol
 
 
+def _python() -> str:
+    """This Python, as the person who started runmarket would type it (.venv/bin/python)."""
+    here = Path.cwd()
+    executable = Path(sys.executable)
+    return str(executable.relative_to(here)) if executable.is_relative_to(here) else str(executable)
+
+
 class Command(BaseCommand):
     help = "Run the marketplace with a worker and a local node agent (the embedded default needs no services)."
 
@@ -141,7 +148,7 @@ class Command(BaseCommand):
             "-H 'Content-Type: application/json' -d '{\"model\": \"echo\", \"input\": \"hello\"}'",
             f"  curl -s {base_url}/v1/jobs/<job_id> -H 'Authorization: Bearer {key}'",
             "A private (end-to-end encrypted) job, sealed and opened on this machine:",
-            f"  python -m privacy.cli --url {base_url} --api-key {key} run --model echo 'a secret prompt'",
+            f"  {_python()} -m privacy.cli --url {base_url} --api-key {key} run --model echo 'a secret prompt'",
             "",
         ]
         self.stdout.write("\n".join(lines))
