@@ -130,6 +130,7 @@ def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_ear
     page.click("nav >> text=Dashboard")
     page.wait_for_selector("#live-state:has-text('live')")
     page.evaluate("window.__not_reloaded = true")
+    balance_before = page.get_attribute("[data-testid=balance]", "title")
     response = requests.post(f"{market.url}/v1/jobs", json={"model": "sleep", "input": {"seconds": 1}},
                              headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert response.status_code == 201, response.text
@@ -138,6 +139,9 @@ def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_ear
     status.wait_for(timeout=15000)  # the row appears without a reload
     sync_api.expect(status).to_have_text("completed", timeout=30000)
     assert page.evaluate("window.__not_reloaded") is True, "the page was not reloaded"
+    page.wait_for_function(f"document.querySelector('[data-testid=balance]').title !== {balance_before!r}")
+    assert int(page.get_attribute("[data-testid=balance]", "title").split()[0]) < int(balance_before.split()[0]), \
+        "the balance went down by the job's charge, without a reload"
     shoot(page, "customer-dashboard-with-job")
 
     page.click(f"#job-{job_id} a")

@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  const FINAL = ["completed", "failed", "cancelled", "expired"];
 
   function connect(path, onEvent, onState) {
     let delay = 500;
@@ -53,10 +54,32 @@
         const time = document.createElement("time");
         time.dateTime = event.created_at || "";
         time.textContent = (event.created_at || "").replace("T", " ").slice(0, 19);
-        row.insertCell().appendChild(time);
+        const created = row.insertCell();
+        created.className = "hide-narrow";
+        created.appendChild(time);
       }
       setStatus(row.querySelector(".status"), event.status);
+      if (FINAL.includes(event.status)) refreshFigures();
     }, function (s) { if (state) state.textContent = s === "live" ? "Statuses update live." : ""; });
+  }
+
+  // a job that ends moves money: fetch this page again and swap in its balance and spend chart
+  let refreshing = null;
+  function refreshFigures() {
+    clearTimeout(refreshing);
+    refreshing = setTimeout(function () {
+      fetch(location.pathname, { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          if (!html) return;
+          const fresh = new DOMParser().parseFromString(html, "text/html");
+          for (const selector of ["#balance-figures", "#spend-chart"]) {
+            const now = document.querySelector(selector), next = fresh.querySelector(selector);
+            if (now && next) now.replaceWith(next);
+          }
+        })
+        .catch(function () { /* the figures stay as they were until the next change */ });
+    }, 300);
   }
 
   // a job's page: status, output chunks and the final result as they come
@@ -64,7 +87,6 @@
   if (job) {
     const output = document.getElementById("output");
     const status = document.getElementById("job-status");
-    const final = ["completed", "failed", "cancelled", "expired"];
     let streamed = false;
     connect("/ws/jobs/" + encodeURIComponent(job.dataset.jobId) + "/", function (event) {
       if (event.type === "output" && output) {
@@ -72,7 +94,7 @@
         output.textContent += event.data;
       } else if (event.type === "status") {
         setStatus(status, event.status);
-        if (output && final.includes(event.status) && event.result !== undefined && event.result !== null) {
+        if (output && FINAL.includes(event.status) && event.result !== undefined && event.result !== null) {
           output.textContent = typeof event.result === "string" ? event.result : JSON.stringify(event.result, null, 2);
         }
         if (event.reason) {
