@@ -160,7 +160,7 @@ class JobRunner:
         self._runtimes = runtimes
         self._store = store
         self._identity = identity
-        self._node_id = node_id
+        self.node_id = node_id
 
     def submit(self, *, client_ip: str, containers: list[str], data: Any, requires_proof: bool, stream: bool,
                private: PrivateSeal | None = None) -> Job:
@@ -260,7 +260,7 @@ class JobRunner:
         else:
             fields = {
                 "job_id": job.id,
-                "node_id": self._node_id,
+                "node_id": self.node_id,
                 "model_id": ",".join(job.containers),
                 "key_id": "",
                 "request_aad_hash": "",

@@ -12,7 +12,7 @@ from aiohttp import web
 from nodes.agent.config import AgentConfig
 from nodes.agent.identity import load_or_create_identity
 from nodes.agent.marketplace_link import enroll, heartbeat_loop
-from nodes.agent.server import build_app, build_state, make_keyring
+from nodes.agent.server import build_app, build_state
 
 log = logging.getLogger(__name__)
 
@@ -28,25 +28,22 @@ class MarketplaceOptions:
 async def serve(config: AgentConfig, state_dir: Path, *, access_log: bool = False, ready=print,
                 marketplace: MarketplaceOptions | None = None) -> None:
     identity = load_or_create_identity(state_dir)
-    keyring = make_keyring(config, identity)
-    enrollment = None
-    if marketplace is not None:
-        enrollment = await enroll(
-            marketplace=marketplace.url, token=marketplace.enroll_token, config=config, identity=identity,
-            state_dir=state_dir, public_url=marketplace.public_url, name=marketplace.name, keyring=keyring,
-        )
-    state = build_state(
-        config, state_dir, identity=identity,
-        node_id=enrollment.node_id if enrollment else "",
-        push_token=enrollment.push_token if enrollment else "",
-        keyring=keyring,
-    )
+    state = build_state(config, state_dir, identity=identity)
     app = build_app(state)
     runner = web.AppRunner(app, access_log=log if access_log else None, handle_signals=False)
     await runner.setup()
     try:
+        # listen first, enrol after: a port already in use must not spend the one-time token
         site = web.TCPSite(runner, config.host, config.port, backlog=1024, reuse_address=True)
         await site.start()
+        enrollment = None
+        if marketplace is not None:
+            enrollment = await enroll(
+                marketplace=marketplace.url, token=marketplace.enroll_token, config=config, identity=identity,
+                state_dir=state_dir, public_url=marketplace.public_url, name=marketplace.name,
+                keyring=state.keyring,
+            )
+            state.enrolled(node_id=enrollment.node_id, push_token=enrollment.push_token)
         ready(
             f"node agent {state.node_id} listening on http://{config.host}:{config.port} "
             f"({len(config.containers)} containers: {', '.join(c.id for c in config.containers)})"

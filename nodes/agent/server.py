@@ -57,6 +57,12 @@ class AgentState:
     # set when the transport keys changed: the heartbeat publishes them at once
     keys_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def enrolled(self, *, node_id: str, push_token: str) -> None:
+        """The marketplace's node id (for receipts and private contexts) and the token it pushes with."""
+        self.node_id = node_id
+        self.runner.node_id = node_id
+        self.push_token = push_token
+
 
 STATE = web.AppKey("agent_state", AgentState)
 
@@ -440,15 +446,8 @@ async def _stop(app: web.Application) -> None:
             await runtime.stop()
 
 
-def make_keyring(config: AgentConfig, identity: Identity) -> TransportKeyring:
-    return TransportKeyring(
-        identity, rotation_seconds=config.transport_key_rotation_seconds,
-        grace_seconds=config.transport_key_grace_seconds,
-    )
-
-
 def build_state(config: AgentConfig, state_dir: Path, identity: Identity | None = None, node_id: str = "",
-                push_token: str = "", keyring: TransportKeyring | None = None) -> AgentState:
+                push_token: str = "") -> AgentState:
     identity = identity or load_or_create_identity(state_dir)
     node_id = node_id or config.node_id or identity.default_node_id
     store = JobStore(config)
@@ -461,7 +460,10 @@ def build_state(config: AgentConfig, state_dir: Path, identity: Identity | None 
         runner=JobRunner(config, runtimes, store, identity, node_id),
         runtimes=runtimes,
         limiter=RateLimiter(config.rate_limit),
-        keyring=keyring or make_keyring(config, identity),
+        keyring=TransportKeyring(
+            identity, rotation_seconds=config.transport_key_rotation_seconds,
+            grace_seconds=config.transport_key_grace_seconds,
+        ),
         push_token=push_token,
     )
 

@@ -17,6 +17,7 @@ from jobs.services.lifecycle import job_cancel
 from marketplace.services import customer_get_or_create
 from nodes.models import Node
 from tests import factories
+from tests.support.agent import start_agent
 from tests.support.enrolled import start_enrolled_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -201,3 +202,32 @@ def test_a_forged_receipt_is_not_accepted(enroll, sent_dispatches):
     assert not receipt_matches(receipt=job.receipt, **{**args, "node_job_id": "another-job"})
     other = factories.node()
     assert not receipt_matches(receipt=job.receipt, **{**args, "node": other})
+
+
+def test_a_port_in_use_does_not_spend_the_enrolment_token(live_server, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from nodes.models import EnrollmentToken
+    from nodes.services import enrollment_token_create
+    from tests.support.agent import PROJECT_ROOT
+
+    token = enrollment_token_create(miner=factories.miner())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = subprocess.run(
+            [sys.executable, "manage.py", "runnode", "--port", str(port), "--state-dir", str(tmp_path / "s"),
+             "--marketplace", live_server.url, "--enroll-token", token.secret],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+        )
+    assert refused.returncode != 0 and "address already in use" in refused.stderr + refused.stdout
+    assert EnrollmentToken.objects.get(pk=token.token.pk).used_at is None, "the token is still good"
+    agent = start_agent(tmp_path / "retry", {"containers": CONTAINERS},
+                        extra_args=["--marketplace", live_server.url, "--enroll-token", token.secret])
+    try:
+        assert EnrollmentToken.objects.get(pk=token.token.pk).used_at is not None, "the same token enrolled"
+    finally:
+        agent.stop()

@@ -80,6 +80,24 @@ def start_agent(
     env: dict | None = None,
     extra_args: list[str] | None = None,
 ) -> RunningAgent:
+    """Start ``runnode`` on a free port; another port if that one was taken meanwhile.
+
+    A free port can be taken by another process between picking it and binding it;
+    the agent listens before it enrols, so a retry spends no enrolment token.
+    """
+    for _ in range(3):
+        try:
+            return _start_agent(tmp_path, config, state_dir, startup_timeout, env, extra_args)
+        except PortTaken:
+            continue
+    return _start_agent(tmp_path, config, state_dir, startup_timeout, env, extra_args)
+
+
+class PortTaken(RuntimeError):
+    pass
+
+
+def _start_agent(tmp_path, config, state_dir, startup_timeout, env, extra_args) -> RunningAgent:
     port = free_port()
     tmp_path.mkdir(parents=True, exist_ok=True)
     state_dir = state_dir or tmp_path / "state"
@@ -98,12 +116,16 @@ def start_agent(
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            if "address already in use" in agent.log():
+                raise PortTaken(agent.log())
             raise RuntimeError(f"agent exited with {process.returncode}:\n{agent.log()}")
         try:
-            if requests.get(agent.url + "/health", timeout=1).status_code == 200:
-                return agent
+            healthy = requests.get(agent.url + "/health", timeout=1).status_code == 200
         except requests.ConnectionError:
-            pass
+            healthy = False
+        # an agent given a marketplace is ready once it has enrolled (it listens first)
+        if healthy and ("--marketplace" not in command or "enrolled with" in agent.log()):
+            return agent
         time.sleep(0.05)
     agent.stop()
     raise RuntimeError(f"agent did not come up in {startup_timeout}s:\n{agent.log()}")

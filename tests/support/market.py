@@ -134,6 +134,17 @@ class Market:
 
 
 def start_market(tmp_path: Path, *, agent: bool = True, workers: int = 2, env: dict | None = None) -> Market:
+    """runmarket on free ports; other ports if one was taken between picking and binding it."""
+    for attempt in range(3):
+        try:
+            return _start_market(tmp_path / f"try-{attempt}" if attempt else tmp_path, agent, workers, env)
+        except RuntimeError as exc:
+            if "address already in use" not in str(exc):
+                raise
+    return _start_market(tmp_path / "try-last", agent, workers, env)
+
+
+def _start_market(tmp_path: Path, agent: bool, workers: int, env: dict | None) -> Market:
     tmp_path.mkdir(parents=True, exist_ok=True)
     port = free_port()
     market_env = {
@@ -170,10 +181,13 @@ def start_market(tmp_path: Path, *, agent: bool = True, workers: int = 2, env: d
     deadline = time.monotonic() + 90
     banner = re.compile(r"^Try it:", re.M)
     while not banner.search(market.log()):
-        if process.poll() is not None or time.monotonic() > deadline:
+        if process.poll() is not None or time.monotonic() > deadline or "address already in use" in market.log():
             market.stop()
             raise RuntimeError(f"runmarket did not start:\n{market.log()}")
         time.sleep(0.1)
+    if "address already in use" in market.log():  # the local agent lost its port: try again
+        market.stop()
+        raise RuntimeError(f"runmarket's agent could not bind:\n{market.log()}")
     if database:
         for index in range(workers):
             worker_log = open(tmp_path / f"worker-{index}.log", "wb")
