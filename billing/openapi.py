@@ -1,7 +1,8 @@
 """The billing API's answers, described for the OpenAPI schema."""
 from rest_framework import serializers
 
-from jobs.openapi import WEI, AnyJson, JobBillingSerializer
+from jobs.openapi import WEI, JobBillingSerializer
+from jobs.serializers import AnyJsonField
 
 
 class AccountSerializer(serializers.Serializer):
@@ -42,7 +43,7 @@ class ReceiptSerializer(serializers.Serializer):
     node_id = serializers.CharField(allow_null=True)
     node_public_key = serializers.CharField(allow_null=True, help_text="Ed25519, base64url")
     verified = serializers.BooleanField()
-    receipt = AnyJson(help_text="the signed body: job_id, node_id, model_id, hashes, status, times, duration_ms")
+    receipt = AnyJsonField(help_text="the signed body: job_id, node_id, model_id, hashes, status, times, duration_ms")
     signature = serializers.CharField()
     signature_algorithm = serializers.CharField()
 

@@ -1,14 +1,11 @@
 """The job API's answers, described for the OpenAPI schema (views build plain dicts)."""
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
+from jobs.serializers import AnyJsonField
+
 WEI = {"help_text": "wei, as a decimal string"}
-
-
-@extend_schema_field(OpenApiTypes.ANY)
-class AnyJson(serializers.Field):
-    pass
 
 
 class JobSubmittedSerializer(serializers.Serializer):
@@ -54,7 +51,7 @@ class JobDetailSerializer(JobSummarySerializer):
     miner_id = serializers.CharField(allow_null=True)
     node_id = serializers.CharField(allow_null=True)
     started_at = serializers.DateTimeField(allow_null=True)
-    result = AnyJson(allow_null=True)
+    result = AnyJsonField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     error_code = serializers.CharField(allow_null=True)
     private = serializers.BooleanField()

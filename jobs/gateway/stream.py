@@ -108,6 +108,6 @@ async def infernet_stream(scope, receive, send):
         client_gone.cancel()
         await send({"type": "http.response.body", "body": b""})
     except ConnectionResetError:
-        pass
+        pass  # the client left while the body was read or sent: the job (if made) runs on
     finally:
         await layer.group_discard(group, channel)

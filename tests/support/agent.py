@@ -94,7 +94,7 @@ def start_agent(
 
 
 class PortTaken(RuntimeError):
-    pass
+    """The agent could not bind the port it was given: another process took it first."""
 
 
 def _start_agent(tmp_path, config, state_dir, startup_timeout, env, extra_args) -> RunningAgent:
