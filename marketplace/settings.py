@@ -153,7 +153,8 @@ _dramatiq_middleware = [
 ]
 if DRAMATIQ_BROKER_URL.startswith("amqp://"):
     DRAMATIQ_BROKER = {
-        "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+        # one publishing connection per process, not one per request thread (marketplace/broker.py)
+        "BROKER": "marketplace.broker.SharedConnectionRabbitmqBroker",
         "OPTIONS": {"url": DRAMATIQ_BROKER_URL},
         "MIDDLEWARE": _dramatiq_middleware,
     }
