@@ -34,24 +34,32 @@ class _Publisher:
         self._lock = threading.Lock()
 
     def publish(self, group: str, message: dict) -> None:
+        self._put(("group_send", group, message))
+
+    def send(self, channel: str, message: dict) -> None:
+        """To one channel (a node socket's consumer), in order with everything else sent here."""
+        self._put(("send", channel, message))
+
+    def _put(self, item: tuple) -> None:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(target=self._run, name="job-events", daemon=True)
                     self._thread.start()
-        self._queue.put((group, message))
+        self._queue.put(item)
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         while True:
-            group, message = self._queue.get()
+            method, target, message = self._queue.get()
             layer = get_channel_layer()
             if layer is None:
                 continue
             try:
-                loop.run_until_complete(layer.group_send(group, message))
-            except Exception:  # live output is best effort; the job itself goes on
-                log.warning("could not publish an event to %s", group, exc_info=True)
+                loop.run_until_complete(getattr(layer, method)(target, message))
+            except Exception:  # best effort: live output is lossy, and a lost frame to a node is
+                # caught by the watchdog (an assignment never accepted is taken back)
+                log.warning("could not %s to %s", method, target, exc_info=True)
 
 
 _publisher = _Publisher()
@@ -59,6 +67,10 @@ _publisher = _Publisher()
 
 def publish_now(job_public_id: str, event: dict) -> None:
     _publisher.publish(job_group(job_public_id), {"type": "job.event", "event": event})
+
+
+def send_to_channel(channel: str, message: dict) -> None:
+    _publisher.send(channel, message)
 
 
 def publish_after_commit(job_public_id: str, event: dict) -> None:

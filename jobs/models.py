@@ -42,6 +42,10 @@ class Priority(models.TextChoices):
     URGENT = "urgent"
 
 
+# the scheduler takes queued jobs in this order (lowest first), then oldest first
+PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
+
+
 def _subscription_id() -> str:
     return public_id("sub", 12)
 
@@ -98,6 +102,15 @@ class Job(models.Model):
     gpu_count = models.PositiveIntegerField(default=0)
     min_vram_gb = models.FloatField(default=0)
     priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.NORMAL)
+    # the priority's sort key, computed by the database, so one index orders the queue
+    priority_rank = models.GeneratedField(
+        expression=models.Case(
+            *(models.When(priority=p, then=models.Value(rank)) for p, rank in PRIORITY_RANK.items()),
+            default=models.Value(PRIORITY_RANK[Priority.NORMAL]),
+        ),
+        output_field=models.SmallIntegerField(),
+        db_persist=True,
+    )
     timeout_seconds = models.PositiveIntegerField(default=3600)
 
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
@@ -148,13 +161,13 @@ class Job(models.Model):
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
 
-    # dispatch bookkeeping: which worker holds the job, until when, and where it failed
+    # dispatch bookkeeping: how often it was tried, where it failed, and the deadlines
+    # the marketplace enforces itself (a node's silence never holds a job)
     attempt_count = models.PositiveSmallIntegerField(default=0)
     excluded_nodes = models.JSONField(default=list, blank=True)
-    lease_owner = models.CharField(max_length=40, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
     queue_deadline = models.DateTimeField(null=True, blank=True)
-    next_dispatch_at = models.DateTimeField(null=True, blank=True)
+    # assigned_at + timeout_seconds: the job is stopped then, whatever the node says
+    deadline_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
@@ -169,7 +182,11 @@ class Job(models.Model):
                 name="job_idempotency_key_per_customer",
             )
         ]
-        indexes = [models.Index(fields=["customer", "-id"]), models.Index(fields=["status", "next_dispatch_at"])]
+        indexes = [
+            models.Index(fields=["customer", "-id"]),
+            models.Index(fields=["status", "priority_rank", "id"], name="job_schedule_order"),
+            models.Index(fields=["status", "deadline_at"], name="job_deadline"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} ({self.status})"

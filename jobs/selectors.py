@@ -69,13 +69,3 @@ def model_median_seconds(*, model: str, default: int, sample: int = 50) -> int:
 
 def queue_depth(*, model: str) -> int:
     return Job.objects.filter(model=model, status=JobStatus.QUEUED).count()
-
-
-def jobs_with_expired_leases(*, now) -> QuerySet[Job]:
-    return Job.objects.filter(status__in=[JobStatus.ASSIGNED, JobStatus.RUNNING], lease_expires_at__lt=now)
-
-
-def jobs_due_for_dispatch(*, now) -> QuerySet[Job]:
-    return Job.objects.filter(status=JobStatus.QUEUED, next_dispatch_at__lt=now)
-
-

@@ -184,7 +184,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CACHE_KEY_PREFIX", "asgi")},
+            # a node's channel carries every job assigned to it: room for a busy node's burst
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CACHE_KEY_PREFIX", "asgi"), "capacity": 2000},
         }
     }
     CACHES = {
@@ -192,11 +193,17 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "marketplace"),
+            # an unreachable Redis must cost a request milliseconds, not a hang: callers fail open
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 1.0},
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "marketplace.channel_layer.ThreadSafeInMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "marketplace.channel_layer.ThreadSafeInMemoryChannelLayer", "CONFIG": {"capacity": 2000}}
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# how long an API key lookup is cached (0: not at all); revoking a key drops it at once
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["marketplace.authentication.ApiKeyAuthentication"],

@@ -12,7 +12,7 @@ class NodeAdmin(admin.ModelAdmin):
     list_filter = ("approval", "gpu_type")
     search_fields = ("public_id", "name", "miner__name")
     readonly_fields = [f.name for f in Node._meta.fields if f.name not in ("approval", "name")]
-    exclude = ("token_hash", "push_token")
+    exclude = ("token_hash", "channel_name")
     actions = ["approve", "suspend"]
 
     @admin.display(boolean=True)

@@ -34,7 +34,6 @@ class NodeEnrollApi(NodeApi):
             {
                 "node_id": node.public_id,
                 "node_token": enrollment.node_token,
-                "push_token": node.push_token,
                 "approval": node.approval,
                 "miner_id": node.miner.public_id,
                 "heartbeat_interval_seconds": settings.NODE_HEARTBEAT_SECONDS,

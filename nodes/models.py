@@ -42,12 +42,11 @@ class Node(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=_node_id, editable=False)
     miner = models.ForeignKey(Miner, on_delete=models.PROTECT, related_name="nodes")
     name = models.CharField(max_length=100, blank=True)
-    url = models.URLField(help_text="where the marketplace reaches the node agent")
+    # what the node says of itself; shown to staff, never fetched: nodes dial in (jobs.dispatch)
+    url = models.CharField(max_length=300, blank=True, default="")
     identity_public_key = models.CharField(max_length=64, unique=True, help_text="Ed25519, base64url")
     # agent → marketplace: bearer token (hashed) plus a signature with the identity key
     token_hash = models.CharField(max_length=64, unique=True)
-    # marketplace → agent: the agent accepts pushed jobs carrying this token
-    push_token = models.CharField(max_length=100)
     approval = models.CharField(max_length=10, choices=Approval.choices, default=Approval.PENDING)
 
     containers = models.JSONField(default=list, help_text="container ids the agent serves")
@@ -65,12 +64,22 @@ class Node(models.Model):
     enrolled_at = models.DateTimeField(default=timezone.now)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_heartbeat = models.JSONField(default=dict, blank=True)
+    # the channel of the node socket's consumer while the node is connected; jobs go down it
+    channel_name = models.CharField(max_length=200, blank=True, default="")
+    connected_at = models.DateTimeField(null=True, blank=True)
+    # failures it caused since its last success: each halves the slots it is given (at least one)
+    strikes = models.PositiveSmallIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.name or self.public_id} ({self.miner.name})"
 
     @property
+    def slots(self) -> int:
+        """How many jobs the scheduler gives it at once: its word, less for every recent failure."""
+        return max(1, self.capacity >> min(self.strikes, 16))
+
+    @property
     def is_online(self) -> bool:
-        if self.last_heartbeat_at is None:
+        if self.last_heartbeat_at is None or not self.channel_name:
             return False
         return timezone.now() - self.last_heartbeat_at < timedelta(seconds=settings.NODE_OFFLINE_AFTER_SECONDS)

@@ -6,7 +6,6 @@ from rest_framework import serializers
 class EnrolledSerializer(serializers.Serializer):
     node_id = serializers.CharField()
     node_token = serializers.CharField(help_text="shown once: the node presents it on every heartbeat")
-    push_token = serializers.CharField(help_text="the marketplace presents it when it pushes jobs to the node")
     approval = serializers.CharField()
     miner_id = serializers.CharField()
     heartbeat_interval_seconds = serializers.IntegerField()

@@ -11,8 +11,13 @@ from nodes.models import Node
 
 
 def nodes_online() -> QuerySet[Node]:
+    """Approved nodes whose socket is open and whose heartbeat is fresh: the ones jobs can go to."""
     horizon = timezone.now() - timedelta(seconds=settings.NODE_OFFLINE_AFTER_SECONDS)
-    return Node.objects.filter(approval=Node.Approval.APPROVED, last_heartbeat_at__gte=horizon)
+    return Node.objects.filter(approval=Node.Approval.APPROVED, last_heartbeat_at__gte=horizon).exclude(channel_name="")
+
+
+def node_serves(node: Node, *, model: str, containers: list[str]) -> bool:
+    return _serves(node, model, containers)
 
 
 def _serves(node: Node, model: str, containers: list[str]) -> bool:

@@ -1,7 +1,6 @@
 """Writes on nodes: enrolment tokens, enrolment, heartbeats, approval."""
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -107,10 +106,9 @@ def node_enroll(*, secret: str, spec: dict, headers, path: str, body: bytes) -> 
             node = Node.objects.create(
                 miner=token.miner,
                 name=spec.get("name", "")[:100],
-                url=spec["url"],
+                url=spec.get("url", "")[:300],
                 identity_public_key=public_key,
                 token_hash=secret_hash(node_token),
-                push_token=secrets.token_urlsafe(32),
                 approval=Node.Approval.APPROVED if settings.NODE_AUTO_APPROVE else Node.Approval.PENDING,
                 containers=spec["containers"],
                 model_map=spec["models"],
@@ -124,15 +122,7 @@ def node_enroll(*, secret: str, spec: dict, headers, path: str, body: bytes) -> 
         except IntegrityError:
             raise EnrollmentRefused("a node with this identity key is already enrolled") from None
         EnrollmentToken.objects.filter(pk=token.pk).update(used_at=timezone.now())
-        transaction.on_commit(lambda: _wake_jobs_for(node))
     return Enrollment(node=node, node_token=node_token)
-
-
-def _wake_jobs_for(node: Node) -> None:
-    from jobs.dispatch import wake_waiting_jobs
-
-    if node.approval == Node.Approval.APPROVED:
-        wake_waiting_jobs(node=node, slots=node.capacity)
 
 
 def node_from_token(*, headers) -> Node:
@@ -161,7 +151,6 @@ def node_authenticate(*, node_id: str, headers, method: str, path: str, body: by
 
 
 def node_heartbeat(*, node: Node, report: dict) -> Node:
-    was_online = node.is_online
     fields = {"last_heartbeat_at": timezone.now(), "last_heartbeat": report}
     if "capacity" in report:
         if not isinstance(report["capacity"], int) or report["capacity"] < 1:
@@ -174,9 +163,25 @@ def node_heartbeat(*, node: Node, report: dict) -> Node:
     Node.objects.filter(pk=node.pk).update(**fields)
     for name, value in fields.items():
         setattr(node, name, value)
-    if not was_online:
-        _wake_jobs_for(node)  # back online: the jobs waiting for it need not wait out their delay
     return node
+
+
+def node_attach(*, node: Node, channel_name: str) -> str:
+    """The node's socket opened on ``channel_name``; the channel it replaces ("" if none)."""
+    previous = Node.objects.filter(pk=node.pk).values_list("channel_name", flat=True).first() or ""
+    now = timezone.now()
+    Node.objects.filter(pk=node.pk).update(channel_name=channel_name, connected_at=now, last_heartbeat_at=now)
+    return previous if previous != channel_name else ""
+
+
+def node_detach(*, node_pk: int, channel_name: str) -> None:
+    """The socket on ``channel_name`` closed; a newer socket of the same node is left alone."""
+    Node.objects.filter(pk=node_pk, channel_name=channel_name).update(channel_name="")
+
+
+def node_beat(*, node_pk: int) -> None:
+    """A heartbeat on the socket: one statement."""
+    Node.objects.filter(pk=node_pk).update(last_heartbeat_at=timezone.now())
 
 
 def node_set_approval(*, node: Node, approval: str) -> None:

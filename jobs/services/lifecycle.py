@@ -9,10 +9,11 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from billing.services import job_billing_close
+from jobs.services.money import job_billing_close
 from jobs.exceptions import JobStateConflict
 from jobs.live import publish_after_commit, publish_job_row_after_commit
-from jobs.models import ACTIVE, TERMINAL, Job, JobEvent, JobStatus
+from jobs.dispatch.node_channel import cancel_on_node
+from jobs.models import ACTIVE, TERMINAL, Job, JobAttempt, JobEvent, JobStatus
 
 
 def job_status_event(job: Job) -> dict:
@@ -29,21 +30,13 @@ def job_status_event(job: Job) -> dict:
 
 
 @transaction.atomic
-def job_transition(*, job: Job, expected, new_status: str, reason: str = "", holder: str | None = None, **fields) -> bool:
-    """Move ``job`` from one of ``expected`` to ``new_status``; False if it was not there any more.
-
-    ``holder``, when given, must still hold the job's lease: a worker that lost its
-    lease to another (it stalled, the other took over) cannot settle the job.
-    """
+def job_transition(*, job: Job, expected, new_status: str, reason: str = "", **fields) -> bool:
+    """Move ``job`` from one of ``expected`` to ``new_status``; False if it was not there any more."""
     expected = {expected} if isinstance(expected, str) else set(expected)
     now = timezone.now()
     if new_status in TERMINAL:
         fields.setdefault("completed_at", now)
-        fields.setdefault("lease_owner", "")
-        fields.setdefault("lease_expires_at", None)
     guard = Job.objects.filter(pk=job.pk, status__in=expected)
-    if holder is not None:
-        guard = guard.filter(lease_owner=holder)
     updated = guard.update(
         status=new_status, status_reason=reason[:300], **fields
     )
@@ -68,21 +61,23 @@ def job_transition(*, job: Job, expected, new_status: str, reason: str = "", hol
 
 
 def job_cancel(*, job: Job) -> Job:
-    """Cancel a job that has not finished; idempotent for a job already cancelled."""
-    from jobs.tasks import cancel_on_node
+    """Cancel a job that has not finished; idempotent for a job already cancelled.
 
+    The job ends here, at once; its node is told to stop after commit, and whatever
+    it sends for the attempt afterwards changes nothing.
+    """
     if job.status == JobStatus.CANCELLED:
         return job
     if job.status in TERMINAL:
         raise JobStateConflict(f"job {job.public_id} already finished ({job.status}); it cannot be cancelled")
-    node_job = (job.node.public_id, job.node_job_id) if job.node_id and job.node_job_id else None
     with transaction.atomic():
         if not job_transition(job=job, expected=ACTIVE, new_status=JobStatus.CANCELLED, reason="cancelled by the customer"):
             job.refresh_from_db()
             if job.status == JobStatus.CANCELLED:
                 return job
             raise JobStateConflict(f"job {job.public_id} already finished ({job.status}); it cannot be cancelled")
-        if node_job:
-            # the worker relaying the job also notices; this reaches the node even if it does not
-            transaction.on_commit(lambda: cancel_on_node.send(node_job[0], node_job[1]))
+        JobAttempt.objects.filter(job=job, number=job.attempt_count, status=JobAttempt.Status.RUNNING).update(
+            status=JobAttempt.Status.CANCELLED, error="cancelled by the customer", ended_at=timezone.now()
+        )
+        cancel_on_node(job)
     return job

@@ -158,7 +158,6 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
             billing_status=BillingStatus.RESERVED,
             policy_version=quote.policy_version,
             queue_deadline=min(queue_deadline or default_deadline, default_deadline),
-            next_dispatch_at=now + timedelta(seconds=30),
             created_at=now,
             **fields,
         )

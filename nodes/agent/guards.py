@@ -64,7 +64,7 @@ def flag_value(name: str, raw: str | None) -> bool | None:
 def parse_job_request(body: Any, config: AgentConfig, client_ip: str, trusted: bool = False) -> JobRequest:
     """Validate one JobRequest (Infernet's guardian, in its order) or raise an ``AgentError``.
 
-    ``trusted`` is the marketplace, authenticated by its push token: address
+    ``trusted`` is the marketplace, over the node socket the node itself opened: address
     allow-lists are for callers of the open Infernet API, not for it.
     """
     if is_delegated_subscription(body):

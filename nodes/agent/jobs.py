@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from nodes.agent.config import AgentConfig
 from nodes.agent.errors import AgentError, AtCapacity, ContainerFailure
 from nodes.agent.identity import Identity, sha256_hex
 from nodes.agent.private import PrivateSeal
+from nodes.agent.wire import json_bytes
 from nodes.agent.runtimes.base import Chunk, ContainerCall, Event, Progress, Runtime
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,14 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def json_bytes(value: Any) -> bytes:
-    """The bytes a receipt hashes for a JSON value: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+class JobWatcher(Protocol):
+    """Who hears of a job as it runs, instead of a stream reader: the marketplace socket."""
+
+    def chunk(self, job: "Job", data: bytes) -> None: ...
+
+    def progress(self, job: "Job") -> None: ...
+
+    def finished(self, job: "Job") -> None: ...
 
 
 @dataclass(eq=False)
@@ -61,6 +66,7 @@ class Job:
     current_container: str = ""
     # a private job: its output leaves the node only sealed to the customer
     private: PrivateSeal | None = None
+    watcher: JobWatcher | None = None
 
     @property
     def finished(self) -> bool:
@@ -163,15 +169,16 @@ class JobRunner:
         self.node_id = node_id
 
     def submit(self, *, client_ip: str, containers: list[str], data: Any, requires_proof: bool, stream: bool,
-               private: PrivateSeal | None = None) -> Job:
+               private: PrivateSeal | None = None, watcher: JobWatcher | None = None, job_id: str = "") -> Job:
         job = Job(
-            id=str(uuid.uuid4()),
+            id=job_id or str(uuid.uuid4()),
             client_ip=client_ip,
             containers=containers,
             data=data,
             requires_proof=requires_proof,
             stream=asyncio.Queue() if stream else None,
             private=private,
+            watcher=watcher,
         )
         self._store.add(job)
         job.task = asyncio.create_task(self._run(job))
@@ -197,7 +204,7 @@ class JobRunner:
                 job.current_container = container_id
                 last = index == count - 1
                 # a private job's output is never streamed: chunks would leave the node in plaintext
-                stream = last and job.stream is not None and job.private is None
+                stream = last and (job.stream is not None or job.watcher is not None) and job.private is None
                 output = await self._call(job, container_id, data, index, count, stream=stream)
                 if output is None and job.finished:
                     return
@@ -225,10 +232,11 @@ class JobRunner:
             nonlocal streamed
             if isinstance(event, Progress):
                 job.progress = (index + event.fraction) / count
+                if job.watcher is not None:
+                    job.watcher.progress(job)
             elif isinstance(event, Chunk) and stream and event.data:
                 streamed = True
-                if job.stream is not None:
-                    job.stream.put_nowait(event.data)
+                self._emit(job, event.data)
 
         call = ContainerCall(job_id=job.id, data=data, requires_proof=job.requires_proof, stream=stream)
         try:
@@ -238,10 +246,17 @@ class JobRunner:
             return self._fail(job, container_id, f"Container timed out after {container.timeout_seconds:g}s", "timeout")
         except ContainerFailure as failure:
             return self._fail(job, container_id, failure.message, "container_error")
-        if stream and not streamed and job.stream is not None:
+        if stream and not streamed:
             # a container that does not stream still gives the stream its whole output
-            job.stream.put_nowait(json_bytes(output))
+            self._emit(job, json_bytes(output))
         return output
+
+    @staticmethod
+    def _emit(job: Job, data: bytes) -> None:
+        if job.stream is not None:
+            job.stream.put_nowait(data)
+        if job.watcher is not None:
+            job.watcher.chunk(job, data)
 
     def _fail(self, job: Job, container_id: str, message: str, reason: str) -> None:
         """The first failure stops the chain with a ``ContainerError``."""
@@ -280,6 +295,8 @@ class JobRunner:
         if job.stream is not None:
             job.stream.put_nowait(_STREAM_END)
         self._store.mark_finished(job)
+        if job.watcher is not None:
+            job.watcher.finished(job)
 
     @staticmethod
     def _seal_private(job: Job, status: str) -> dict[str, str]:

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from nodes.agent.config import AgentConfig
 from nodes.agent.identity import load_or_create_identity
-from nodes.agent.marketplace_link import enroll, heartbeat_loop
+from nodes.agent.marketplace_link import enroll
+from nodes.agent.node_socket import NodeSocket
 from nodes.agent.server import build_app, build_state
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 class MarketplaceOptions:
     url: str
     enroll_token: str | None
-    public_url: str
     name: str
 
 
@@ -40,22 +40,15 @@ async def serve(config: AgentConfig, state_dir: Path, *, access_log: bool = Fals
         if marketplace is not None:
             enrollment = await enroll(
                 marketplace=marketplace.url, token=marketplace.enroll_token, config=config, identity=identity,
-                state_dir=state_dir, public_url=marketplace.public_url, name=marketplace.name,
-                keyring=state.keyring,
+                state_dir=state_dir, name=marketplace.name, keyring=state.keyring,
             )
-            state.enrolled(node_id=enrollment.node_id, push_token=enrollment.push_token)
+            state.enrolled(node_id=enrollment.node_id)
         ready(
             f"node agent {state.node_id} listening on http://{config.host}:{config.port} "
             f"({len(config.containers)} containers: {', '.join(c.id for c in config.containers)})"
         )
         if enrollment is not None:
-            def report() -> dict:
-                return {"pending": state.store.pending, "capacity": config.capacity,
-                        "transport_keys": state.keyring.published()}
-
-            state.background.add(
-                asyncio.create_task(heartbeat_loop(enrollment, identity, report, wake=state.keys_changed))
-            )
+            state.background.add(asyncio.create_task(NodeSocket(state, enrollment).run()))
             ready(f"enrolled with {enrollment.marketplace} as {enrollment.node_id}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,8 +1,8 @@
-"""The agent's side of the marketplace: enrol once, then send signed heartbeats.
+"""The agent's enrolment with a marketplace: a one-time token traded for a node id and token.
 
-Enrolment trades a one-time token for a node id and two credentials, kept in the
-state dir (mode 600): the node token the agent presents on heartbeats, and the
-push token the marketplace presents when it pushes jobs to the agent.
+Both are kept in the state dir (mode 600). The node then dials the marketplace's
+node socket with them (``nodes.agent.node_socket``); the marketplace never
+connects to the node.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ class Enrollment:
     marketplace: str
     node_id: str
     node_token: str
-    push_token: str
     heartbeat_interval_seconds: float
 
 
@@ -50,12 +49,15 @@ def _load(path: Path, marketplace: str) -> Enrollment | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("marketplace") != marketplace:
+    if not isinstance(data, dict) or data.get("marketplace") != marketplace:
         return None
-    return Enrollment(**data)
+    try:
+        return Enrollment(**{name: data[name] for name in Enrollment.__dataclass_fields__})
+    except KeyError:
+        return None
 
 
-def enrollment_request(config: AgentConfig, identity: Identity, token: str, public_url: str, name: str,
+def enrollment_request(config: AgentConfig, identity: Identity, token: str, name: str,
                        keyring: TransportKeyring) -> dict:
     models = {}
     for container in config.containers:
@@ -63,7 +65,6 @@ def enrollment_request(config: AgentConfig, identity: Identity, token: str, publ
             models.setdefault(model, container.id)
     return {
         "token": token,
-        "url": public_url,
         "name": name,
         "identity_public_key": identity.public_key_b64u,
         "containers": [c.id for c in config.containers if c.external],
@@ -90,10 +91,10 @@ async def _post_signed(session: aiohttp.ClientSession, identity: Identity, url: 
 
 
 async def enroll(*, marketplace: str, token: str | None, config: AgentConfig, identity: Identity, state_dir: Path,
-                 public_url: str, name: str, keyring: TransportKeyring, wait_seconds: float = 60) -> Enrollment:
+                 name: str, keyring: TransportKeyring, wait_seconds: float = 60) -> Enrollment:
     """Use the saved enrolment for this marketplace, or enrol with ``token``.
 
-    A saved enrolment publishes this run's transport keys with the first heartbeat.
+    A saved enrolment publishes this run's transport keys in the socket's hello.
     """
     path = state_dir / ENROLLMENT_FILE
     saved = _load(path, marketplace)
@@ -101,7 +102,7 @@ async def enroll(*, marketplace: str, token: str | None, config: AgentConfig, id
         return saved
     if not token:
         raise LinkError(f"this node is not enrolled with {marketplace}: pass --enroll-token")
-    body = await asyncio.to_thread(enrollment_request, config, identity, token, public_url, name, keyring)
+    body = await asyncio.to_thread(enrollment_request, config, identity, token, name, keyring)
     deadline = asyncio.get_running_loop().time() + wait_seconds
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
         while True:
@@ -120,36 +121,8 @@ async def enroll(*, marketplace: str, token: str | None, config: AgentConfig, id
         marketplace=marketplace,
         node_id=payload["node_id"],
         node_token=payload["node_token"],
-        push_token=payload["push_token"],
         heartbeat_interval_seconds=float(payload.get("heartbeat_interval_seconds", 5)),
     )
     _save(path, enrollment)
     log.info("enrolled with %s as %s", marketplace, enrollment.node_id)
     return enrollment
-
-
-async def heartbeat_loop(enrollment: Enrollment, identity: Identity, report, wake: asyncio.Event | None = None) -> None:
-    """Beat until cancelled; ``report()`` gives the current load and transport keys.
-
-    Failures are logged and retried. ``wake`` set (the keys changed) beats at once.
-    """
-    path = f"/v1/nodes/{enrollment.node_id}/heartbeat"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        while True:
-            if wake is not None:
-                wake.clear()  # set again while this beat is on its way: the next one goes at once
-            try:
-                status, payload = await _post_signed(
-                    session, identity, enrollment.marketplace, path, report(), token=enrollment.node_token
-                )
-                if status != 200:
-                    log.warning("heartbeat refused (HTTP %s): %s", status, payload)
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("heartbeat failed: %s", exc)
-            if wake is None:
-                await asyncio.sleep(enrollment.heartbeat_interval_seconds)
-                continue
-            try:
-                await asyncio.wait_for(wake.wait(), enrollment.heartbeat_interval_seconds)
-            except asyncio.TimeoutError:
-                pass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import hmac
 import ipaddress
 import json
 import logging
@@ -28,7 +27,6 @@ from nodes.agent.guards import RateLimiter, flag_value, is_delegated_subscriptio
 from nodes.agent.hardware import hardware_capabilities
 from nodes.agent.identity import Identity, load_or_create_identity
 from nodes.agent.jobs import FAILED, RUNNING, SUCCESS, Job, JobRunner, JobStore
-from nodes.agent.private import private_job_open
 from nodes.agent.runtimes.base import Runtime
 from nodes.agent.runtimes.docker import DockerRuntime
 from nodes.agent.runtimes.http import HttpServiceRuntime
@@ -51,17 +49,14 @@ class AgentState:
     runtimes: dict[str, Runtime]
     limiter: RateLimiter
     keyring: TransportKeyring
-    # set once the node is enrolled: the marketplace presents it when it pushes jobs
-    push_token: str = ""
     background: set[asyncio.Task] = field(default_factory=set)
     # set when the transport keys changed: the heartbeat publishes them at once
     keys_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def enrolled(self, *, node_id: str, push_token: str) -> None:
-        """The marketplace's node id (for receipts and private contexts) and the token it pushes with."""
+    def enrolled(self, *, node_id: str) -> None:
+        """The marketplace's node id, for receipts and private contexts."""
         self.node_id = node_id
         self.runner.node_id = node_id
-        self.push_token = push_token
 
 
 STATE = web.AppKey("agent_state", AgentState)
@@ -76,12 +71,10 @@ def _json(body: Any, status: int = 200, headers: dict | None = None) -> web.Resp
     )
 
 
-MARKETPLACE_CLIENT = "marketplace"
-
-
 def _client_ip(request: web.Request) -> str:
-    """Who owns the jobs of this request: the marketplace, or the caller's address (as on Infernet)."""
-    return request.get("client") or request.remote or "unknown"
+    """Who owns the jobs of this request: the caller's address, as on Infernet. (The marketplace's
+    jobs come over the node socket, under a name no address can take.)"""
+    return request.remote or "unknown"
 
 
 def _is_loopback(address: str) -> bool:
@@ -137,22 +130,9 @@ async def json_errors(request: web.Request, handler):
 
 
 @web.middleware
-async def marketplace_auth(request: web.Request, handler):
-    """A request with a bearer token must carry the push token the marketplace was given."""
-    authorization = request.headers.get("Authorization")
-    if authorization is not None:
-        push_token = request.app[STATE].push_token
-        scheme, _, token = authorization.partition(" ")
-        if not push_token or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), push_token):
-            raise AgentError("Unauthorized", http_status=401)
-        request["client"] = MARKETPLACE_CLIENT
-    return await handler(request)
-
-
-@web.middleware
 async def rate_limit(request: web.Request, handler):
-    # health probes and the marketplace's own pushes are never throttled
-    if request.path != "/health" and request.get("client") != MARKETPLACE_CLIENT:
+    # health probes are never throttled
+    if request.path != "/health":
         request.app[STATE].limiter.check(_client_ip(request))
     return await handler(request)
 
@@ -229,7 +209,7 @@ async def resources(request: web.Request) -> web.Response:
 
 
 def _submit(state: AgentState, body: Any, client_ip: str, stream: bool = False) -> Job:
-    job = parse_job_request(body, state.config, client_ip, trusted=client_ip == MARKETPLACE_CLIENT)
+    job = parse_job_request(body, state.config, client_ip)
     return state.runner.submit(
         client_ip=client_ip,
         containers=job.containers,
@@ -303,38 +283,6 @@ async def create_job_stream(request: web.Request) -> web.StreamResponse:
         pass  # the client left; the job runs on and its result stays fetchable
     finally:
         job.stream = None  # nobody reads the chunks any more: stop queueing them
-    return response
-
-
-async def create_private_job_stream(request: web.Request) -> web.StreamResponse:
-    """A private job from the marketplace, answered in the "events" stream format.
-
-    The envelope is opened before the answer starts: a request this node cannot
-    open is refused with its problem code, and nothing runs.
-    """
-    state = request.app[STATE]
-    if request.get("client") != MARKETPLACE_CLIENT:
-        raise AgentError("Private jobs come from the marketplace this node is enrolled with", http_status=401)
-    body = await _json_body(request)
-    state.store.reserve_slot()  # before opening: a request refused for capacity is not spent
-    opened = private_job_open(body, config=state.config, keyring=state.keyring, node_id=state.node_id)
-    job = state.runner.submit(
-        client_ip=MARKETPLACE_CLIENT, containers=[opened.container_id], data=opened.data, requires_proof=False,
-        stream=True, private=opened.seal,
-    )
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    response.enable_chunked_encoding()
-    await response.prepare(request)
-    await response.write(f"{job.id}\n".encode())
-    try:
-        while await job.stream.get() is not None:
-            pass  # a private job streams no output: only its end is awaited
-        await response.write(json.dumps({"result": job.as_result()}).encode() + b"\n")
-        await response.write_eof()
-    except ConnectionResetError:
-        pass
-    finally:
-        job.stream = None
     return response
 
 
@@ -446,8 +394,7 @@ async def _stop(app: web.Application) -> None:
             await runtime.stop()
 
 
-def build_state(config: AgentConfig, state_dir: Path, identity: Identity | None = None, node_id: str = "",
-                push_token: str = "") -> AgentState:
+def build_state(config: AgentConfig, state_dir: Path, identity: Identity | None = None, node_id: str = "") -> AgentState:
     identity = identity or load_or_create_identity(state_dir)
     node_id = node_id or config.node_id or identity.default_node_id
     store = JobStore(config)
@@ -464,13 +411,12 @@ def build_state(config: AgentConfig, state_dir: Path, identity: Identity | None 
             identity, rotation_seconds=config.transport_key_rotation_seconds,
             grace_seconds=config.transport_key_grace_seconds,
         ),
-        push_token=push_token,
     )
 
 
 def build_app(state: AgentState) -> web.Application:
     app = web.Application(
-        middlewares=[json_errors, marketplace_auth, rate_limit], client_max_size=state.config.max_body_bytes
+        middlewares=[json_errors, rate_limit], client_max_size=state.config.max_body_bytes
     )
     app[STATE] = state
     app.router.add_get("/health", health)
@@ -482,7 +428,6 @@ def build_app(state: AgentState) -> web.Application:
     app.router.add_post("/api/jobs/stream", create_job_stream)
     app.router.add_delete("/api/jobs/{job_id}", cancel_job)
     app.router.add_put("/api/status", put_status)
-    app.router.add_post("/api/private/jobs/stream", create_private_job_stream)
     app.router.add_get("/transport-keys", transport_keys)
     app.router.add_post("/transport-keys/rotate", rotate_transport_key)
     app.on_startup.append(_start)

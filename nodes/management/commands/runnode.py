@@ -24,9 +24,8 @@ class Command(BaseCommand):
         parser.add_argument("--state-dir", help="where the identity key lives (default var/agent)")
         parser.add_argument("--node-id", help="this node's id (default: derived from its identity key)")
         parser.add_argument("--access-log", action="store_true", help="log every request")
-        parser.add_argument("--marketplace", help="marketplace URL to enrol with and send heartbeats to")
+        parser.add_argument("--marketplace", help="marketplace URL to enrol with; the node dials its socket (no inbound port)")
         parser.add_argument("--enroll-token", help="one-time enrolment token from the miner dashboard or admin")
-        parser.add_argument("--public-url", help="URL the marketplace reaches this agent at (default http://HOST:PORT)")
         parser.add_argument("--name", default="", help="a name for this node on the marketplace")
 
     def handle(self, *args, **options):
@@ -46,7 +45,6 @@ class Command(BaseCommand):
             marketplace = MarketplaceOptions(
                 url=options["marketplace"].rstrip("/"),
                 enroll_token=options["enroll_token"],
-                public_url=options["public_url"] or f"http://{config.host}:{config.port}",
                 name=options["name"] or socket.gethostname(),
             )
         elif options["enroll_token"]:

@@ -1,0 +1,290 @@
+"""What happens to a job when its node answers, or does not: one function per outcome.
+
+Every function here is a short transaction of guarded updates, called from the
+node socket's consumer (a frame arrived) or the watchdog (a deadline passed). An
+attempt is named by ``(job public id, attempt number)`` and belongs to one node: a
+frame about an attempt that is not, or no longer, that node's changes nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from jobs.dispatch.node_channel import cancel_on_node
+from jobs.models import Job, JobAttempt, JobStatus
+from jobs.services.lifecycle import job_transition
+from nodes.agent.identity import verify_receipt
+from nodes.agent.wire import json_bytes
+from nodes.models import Node
+from nodes.selectors import no_candidate_reason
+from privacy.relay import private_result_check
+from privacy.transport import TransportError
+
+log = logging.getLogger(__name__)
+
+ACTIVE_ON_NODE = (JobStatus.ASSIGNED, JobStatus.RUNNING)
+# a node's own refusal codes that fail a private job for good: only that node could run it
+AT_CAPACITY = "at_capacity"
+
+
+class NotThisNodes(Exception):
+    """The frame names an attempt that is not this node's current one."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the caller does next: tell the node to cancel; schedule, since a slot freed."""
+
+    cancel: bool = False
+    freed: bool = False
+
+
+def _attempt(*, node_pk: int, job_id: str, number: int) -> tuple[Job, JobAttempt]:
+    job = Job.objects.select_related("node__miner", "customer").filter(public_id=job_id).first()
+    if job is None or job.node_id != node_pk or job.attempt_count != number:
+        raise NotThisNodes(f"job {job_id} attempt {number} is not assigned to this node")
+    attempt = JobAttempt.objects.filter(job=job, number=number, node_id=node_pk).first()
+    if attempt is None:
+        raise NotThisNodes(f"job {job_id} has no attempt {number} on this node")
+    return job, attempt
+
+
+def _end_attempt(attempt: JobAttempt, status: str, error: str = "") -> None:
+    JobAttempt.objects.filter(pk=attempt.pk, status=JobAttempt.Status.RUNNING).update(
+        status=status, error=error[:2000], ended_at=timezone.now()
+    )
+
+
+def _strike(node_pk: int) -> None:
+    """The node failed work it took on: it gets fewer slots until it succeeds again."""
+    Node.objects.filter(pk=node_pk).update(strikes=F("strikes") + 1)
+
+
+def _forgive(node_pk: int) -> None:
+    Node.objects.filter(pk=node_pk, strikes__gt=0).update(strikes=Greatest(F("strikes") - 1, 0))
+
+
+# --- the node's answers ----------------------------------------------------------------
+
+
+@transaction.atomic
+def attempt_accepted(*, node_pk: int, job_id: str, number: int, node_job_id: str) -> Outcome:
+    try:
+        job, attempt = _attempt(node_pk=node_pk, job_id=job_id, number=number)
+    except NotThisNodes:
+        return Outcome(cancel=True)
+    if job.status == JobStatus.RUNNING:
+        return Outcome()  # a repeated frame
+    JobAttempt.objects.filter(pk=attempt.pk).update(node_job_id=node_job_id[:64])
+    started = job_transition(
+        job=job, expected=JobStatus.ASSIGNED, new_status=JobStatus.RUNNING,
+        reason=f"running on node {job.node.public_id}", node_job_id=node_job_id[:64], started_at=timezone.now(),
+    )
+    return Outcome(cancel=not started)
+
+
+@transaction.atomic
+def attempt_refused(*, node_pk: int, job_id: str, number: int, code: str, error: str) -> Outcome:
+    try:
+        job, attempt = _attempt(node_pk=node_pk, job_id=job_id, number=number)
+    except NotThisNodes:
+        return Outcome()
+    if job.status not in ACTIVE_ON_NODE:
+        return Outcome()
+    message = f"node {job.node.public_id} refused the job: {error}"[:300]
+    if code == AT_CAPACITY:
+        # it claimed a slot it did not have: fewer slots for it, and the job goes back as it was
+        _strike(node_pk)
+        _end_attempt(attempt, JobAttempt.Status.LOST, message)
+        _requeue(job, message, exclude=False)
+        return Outcome(freed=True)
+    if job.is_private and code:
+        # the node would not open it (bad envelope, unknown key, expired, replayed): final
+        _end_attempt(attempt, JobAttempt.Status.FAILED, message)
+        _fail(job, message, code=code)
+        return Outcome(freed=True)
+    _strike(node_pk)
+    attempt_lost(job=job, attempt=attempt, error=message)
+    return Outcome(freed=True)
+
+
+@transaction.atomic
+def attempt_result(*, node_pk: int, job_id: str, number: int, result: dict) -> Outcome:
+    """Settle on the node's final result; raises ``NotThisNodes`` for another node's attempt."""
+    job, attempt = _attempt(node_pk=node_pk, job_id=job_id, number=number)
+    if job.status not in ACTIVE_ON_NODE or attempt.status != JobAttempt.Status.RUNNING:
+        return Outcome()  # cancelled or timed out meanwhile, or a result delivered twice
+    if not isinstance(result, dict):
+        result = {}
+    if job.is_private:
+        _settle_private(job, attempt, result)
+    else:
+        _settle(job, attempt, result)
+    return Outcome(freed=True)
+
+
+def receipt_matches(*, receipt, node: Node, node_job_id: str, data, container_result) -> bool:
+    """The node signed this result, for this job, over these very bytes, with a duration in ms."""
+    if not isinstance(receipt, dict) or not verify_receipt(receipt, node.identity_public_key):
+        return False
+    body = receipt["body"]
+    sha = lambda value: hashlib.sha256(json_bytes(value)).hexdigest()  # noqa: E731
+    return (
+        body.get("job_id") == node_job_id
+        and str(body.get("duration_ms", "")).isdigit()
+        and body.get("request_ciphertext_sha256") == sha(data)
+        and body.get("response_ciphertext_sha256") == sha(container_result)
+    )
+
+
+def _settle(job: Job, attempt: JobAttempt, result: dict) -> None:
+    node = job.node
+    container_result = result.get("result") if isinstance(result.get("result"), dict) else {}
+    receipt = result.get("receipt")
+    node_job_id = attempt.node_job_id or str(result.get("id", ""))
+    verified = receipt_matches(
+        receipt=receipt, node=node, node_job_id=node_job_id, data=job.container_data,
+        container_result=container_result,
+    )
+    if not verified:
+        # a receipt that does not check fails this attempt once, and counts against the node
+        _strike(node.pk)
+        attempt_lost(job=job, attempt=attempt, error=f"node {node.public_id} sent a receipt that does not verify")
+        return
+    if result.get("reason") == "cancelled":
+        # the node stopped it on its own (the marketplace's own cancels end the job first)
+        _strike(node.pk)
+        attempt_lost(job=job, attempt=attempt, error=f"node {node.public_id} cancelled the job")
+        return
+    fields = dict(receipt=receipt, receipt_verified=True, receipt_hash=receipt["hash"], node_job_id=node_job_id)
+    if result.get("status") == "success":
+        _end_attempt(attempt, JobAttempt.Status.SUCCEEDED)
+        _forgive(node.pk)
+        job_transition(
+            job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.COMPLETED,
+            reason=f"completed on node {node.public_id}", result=container_result.get("output"),
+            intermediate_results=result.get("intermediate_results") or [], progress=100, **fields,
+        )
+        return
+    error = str(container_result.get("error", "the container failed"))
+    _end_attempt(attempt, JobAttempt.Status.FAILED, error)
+    job_transition(
+        job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED,
+        reason=f"container {container_result.get('container', '?')} failed: {error}"[:300], error=error, **fields,
+    )
+
+
+def _settle_private(job: Job, attempt: JobAttempt, result: dict) -> None:
+    """Keep the sealed response only with a receipt that verifies; settle on success."""
+    node = job.node
+    if result.get("reason") == "cancelled":
+        _end_attempt(attempt, JobAttempt.Status.FAILED, "cancelled on the node")
+        _fail(job, f"node {node.public_id} cancelled the job", code="cancelled_on_node")
+        return
+    try:
+        checked = private_result_check(job=job, node=node, result=result)
+    except TransportError as exc:
+        _strike(node.pk)
+        _end_attempt(attempt, JobAttempt.Status.FAILED, str(exc))
+        _fail(job, f"node {node.public_id}: {exc}", code=exc.code)
+        return
+    succeeded = checked.status == "success"
+    _end_attempt(attempt, JobAttempt.Status.SUCCEEDED if succeeded else JobAttempt.Status.FAILED)
+    outcome = dict(
+        encrypted_response=checked.encrypted_response, receipt=checked.receipt, receipt_verified=True,
+        receipt_hash=checked.receipt_hash,
+    )
+    if succeeded:
+        _forgive(node.pk)
+        job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.COMPLETED,
+                       reason=f"completed on node {node.public_id}", progress=100, **outcome)
+    else:
+        job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED,
+                       reason=f"failed on node {node.public_id}; its error is sealed in encrypted_response",
+                       error="the job failed on the node; the error is sealed to you in encrypted_response",
+                       error_code="private_job_failed", **outcome)
+
+
+# --- endings the marketplace decides ---------------------------------------------------------
+
+
+def _fail(job: Job, message: str, *, code: str = "") -> bool:
+    return job_transition(job=job, expected=(JobStatus.QUEUED, *ACTIVE_ON_NODE), new_status=JobStatus.FAILED,
+                          reason=f"{code}: {message}" if code else message, error=message, error_code=code)
+
+
+def _requeue(job: Job, reason: str, *, exclude: bool) -> bool:
+    excluded = [*job.excluded_nodes, job.node.public_id] if exclude else job.excluded_nodes
+    requeued = job_transition(
+        job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.QUEUED, reason=reason,
+        node=None, node_job_id="", started_at=None, progress=0, deadline_at=None, excluded_nodes=excluded,
+    )
+    return requeued
+
+
+def attempt_lost(*, job: Job, attempt: JobAttempt, error: str, exclude: bool = True) -> None:
+    """The attempt failed for the node's reasons: another node tries, or the job fails after the last.
+
+    ``exclude=False`` lets the same node run it again (a node that restarted lost its
+    jobs, not its ability to run them).
+    """
+    log.info("job %s: %s", job.public_id, error)
+    _end_attempt(attempt, JobAttempt.Status.LOST, error)
+    cancel_on_node(job)
+    if job.pinned_node_id:
+        # no failover: no other node holds the key a private request was sealed to, and a
+        # subscription's interval runs on distinct nodes
+        _fail(job, error, code="no_healthy_candidates")
+        return
+    if job.attempt_count >= settings.JOB_MAX_ATTEMPTS:
+        _fail(job, f"gave up after {job.attempt_count} attempts; last: {error}")
+        return
+    _requeue(job, f"{error}; trying {'another' if exclude else 'a'} node", exclude=exclude)
+
+
+@transaction.atomic
+def attempt_timed_out(*, job: Job) -> None:
+    attempt = job.attempts.filter(number=job.attempt_count, status=JobAttempt.Status.RUNNING).first()
+    message = f"timed out after {job.timeout_seconds} s"
+    if attempt is not None:
+        _end_attempt(attempt, JobAttempt.Status.FAILED, message)
+    cancel_on_node(job)
+    job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED, reason=message, error=message)
+
+
+@transaction.atomic
+def attempt_abandoned(*, job: Job, error: str, strike: bool = True, exclude: bool = True) -> None:
+    """The node went silent on this attempt (never accepted it, or vanished): take it back."""
+    attempt = job.attempts.filter(number=job.attempt_count, status=JobAttempt.Status.RUNNING).first()
+    if attempt is None or job.status not in ACTIVE_ON_NODE:
+        return
+    if strike:
+        _strike(job.node_id)
+    attempt_lost(job=job, attempt=attempt, error=error, exclude=exclude)
+
+
+@transaction.atomic
+def job_expire(*, job: Job) -> None:
+    """No node took it in time (or its sealed request expired first)."""
+    if job.pinned_node_id:
+        node = job.pinned_node.public_id
+        if job.is_private and int(job.request_expires_at or 0) <= time.time():
+            code, reason = "expired_request", f"the request expired before node {node} had a free slot"
+        else:
+            code = "no_healthy_candidates"
+            reason = f"node {node} had no free slot for {settings.JOB_QUEUE_TIMEOUT_SECONDS} s"
+        job_transition(job=job, expected=JobStatus.QUEUED, new_status=JobStatus.EXPIRED, error_code=code,
+                       reason=reason)
+        return
+    reason = no_candidate_reason(model=job.model, containers=job.containers, gpu_type=job.gpu_type,
+                                 gpu_count=job.gpu_count, min_vram_gb=job.min_vram_gb, exclude=job.excluded_nodes)
+    job_transition(job=job, expected=JobStatus.QUEUED, new_status=JobStatus.EXPIRED,
+                   reason=f"{reason} (waited {settings.JOB_QUEUE_TIMEOUT_SECONDS} s)")

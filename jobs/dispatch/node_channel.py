@@ -1,0 +1,24 @@
+"""Frames to a node, from any process: through the channel layer to its socket's consumer.
+
+Sent after commit, so a node never hears of a change that was rolled back. The
+channel layer may drop a frame (the consumer died with it); the watchdog takes
+back an assignment that is never accepted, and a reconnecting node's hello
+settles what each side holds.
+"""
+from __future__ import annotations
+
+from django.db import transaction
+
+from jobs.live import send_to_channel
+
+
+def node_send_after_commit(channel: str, frame: dict) -> None:
+    if channel:
+        transaction.on_commit(lambda: send_to_channel(channel, {"type": "node.frame", "frame": frame}))
+
+
+def cancel_on_node(job) -> None:
+    """Tell the job's node to stop its current attempt, if its socket is open."""
+    if job.node_id:
+        frame = {"type": "cancel", "job_id": job.public_id, "attempt": job.attempt_count}
+        node_send_after_commit(job.node.channel_name, frame)

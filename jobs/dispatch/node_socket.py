@@ -1,0 +1,252 @@
+"""The node socket: each node's one WebSocket to the marketplace (``/ws/nodes/``).
+
+The node dials in, so it needs no inbound port and the marketplace never fetches
+an address a node gave. The upgrade is authenticated before it is accepted (node
+token, node id, and an Ed25519 signature over ``GET /ws/nodes/`` at a recent
+timestamp). Jobs come from the scheduler through the channel layer and go down
+as frames; what the node says comes up and is handed to ``jobs.dispatch.attempts``.
+
+Output and progress are relayed straight to the job's live group, without the
+database, but only for attempts this socket was given or the node's hello proved
+it holds: a node cannot write into another customer's job.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db.models import Q
+
+from jobs.dispatch.attempts import (
+    NotThisNodes, attempt_abandoned, attempt_accepted, attempt_refused, attempt_result,
+)
+from jobs.live import job_group
+from jobs.models import Job, JobStatus
+from jobs.tasks import dispatch_job
+from nodes.agent.wire import NODE_TYPES, SOCKET_PATH, FrameError, attempt_key, decode_frame, encode_frame
+from nodes.exceptions import NodeAuthenticationFailed, NodeRequestInvalid
+from nodes.models import Node
+from nodes.services import node_attach, node_authenticate, node_beat, node_detach, node_heartbeat
+
+log = logging.getLogger(__name__)
+
+MAX_OUTPUT_CHARS = 64 * 1024
+PROGRESS_WRITE_SECONDS = 1.0
+# a node that keeps sending frames that do not parse is cut off
+MAX_BAD_FRAMES = 20
+
+
+class _Headers:
+    def __init__(self, scope) -> None:
+        self._items = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+    def get(self, name: str, default: str = "") -> str:
+        return self._items.get(name.lower(), default)
+
+
+def _off_thread(function):
+    # node frames need no ordering with the web's own requests: a pool, not the one shared thread
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
+@_off_thread
+def _authenticate(headers: _Headers) -> Node:
+    return node_authenticate(node_id=headers.get("X-Node-Id"), headers=headers, method="GET",
+                             path=SOCKET_PATH, body=b"")
+
+
+@_off_thread
+def _attach(node: Node, channel_name: str) -> str:
+    return node_attach(node=node, channel_name=channel_name)
+
+
+@_off_thread
+def _detach(node_pk: int, channel_name: str) -> None:
+    node_detach(node_pk=node_pk, channel_name=channel_name)
+
+
+@_off_thread
+def _hello(node_pk: int, frame: dict, connected_at: float) -> tuple[set, list]:
+    """Record the node's report and square its jobs with ours: (attempts it holds that are its
+    own, attempts it holds that are not, to cancel). Jobs we gave it before this socket that it
+    no longer holds were lost with its restart: they run again, on it too."""
+    node = Node.objects.get(pk=node_pk)
+    report = {k: frame[k] for k in ("capacity", "transport_keys") if k in frame}
+    node_heartbeat(node=node, report=report)
+    held = set()
+    for item in frame.get("running", [])[:10_000]:
+        try:
+            held.add(attempt_key(item))
+        except (FrameError, TypeError, AttributeError):
+            continue
+    reported = set(held)
+    for item in frame.get("results", [])[:10_000]:
+        try:
+            reported.add(attempt_key(item))
+        except (FrameError, TypeError, AttributeError):
+            continue
+    ours = set()
+    for job in Job.objects.filter(node_id=node_pk, status__in=(JobStatus.ASSIGNED, JobStatus.RUNNING)).select_related("node"):
+        key = (job.public_id, job.attempt_count)
+        if key in reported:
+            ours.add(key)
+        elif job.assigned_at and job.assigned_at.timestamp() < connected_at:
+            attempt_abandoned(job=job, error=f"node {node.public_id} restarted and lost the job", strike=False,
+                              exclude=False)
+    return held & ours, sorted(held - ours)
+
+
+@_off_thread
+def _progress(job_id: str, node_pk: int, number: int, percent: int) -> None:
+    Job.objects.filter(public_id=job_id, node_id=node_pk, attempt_count=number, status=JobStatus.RUNNING).filter(
+        Q(progress__lt=percent)
+    ).update(progress=percent)
+
+
+@_off_thread
+def _schedule_now() -> None:
+    """A slot freed or a node came: a scheduler pass runs in a worker."""
+    dispatch_job.send()
+
+
+class NodeSocketConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        try:
+            node = await _authenticate(_Headers(self.scope))
+        except (NodeAuthenticationFailed, NodeRequestInvalid) as exc:
+            log.info("node socket refused: %s", exc)
+            await self.close(code=4401)
+            return
+        if node.approval == Node.Approval.SUSPENDED:
+            await self.close(code=4403)
+            return
+        self.node_pk, self.node_id = node.pk, node.public_id
+        self.attempts: set[tuple[str, int]] = set()
+        self.progress_written: dict[tuple[str, int], float] = {}
+        self.bad_frames = 0
+        self.connected_at = time.time()
+        await self.accept()
+        previous = await _attach(node, self.channel_name)
+        if previous:
+            # the node reconnected while its old socket looked open: that one is closed
+            await self.channel_layer.send(previous, {"type": "node.superseded"})
+        await self._send({"type": "welcome", "node_id": node.public_id,
+                          "heartbeat_interval_seconds": settings.NODE_HEARTBEAT_SECONDS})
+
+    async def disconnect(self, code):
+        if hasattr(self, "node_pk"):
+            await _detach(self.node_pk, self.channel_name)
+
+    async def _send(self, frame: dict) -> None:
+        await self.send(text_data=encode_frame(frame))
+
+    async def receive(self, text_data=None, bytes_data=None):
+        try:
+            frame = decode_frame(text_data if text_data is not None else bytes_data or b"", NODE_TYPES)
+            await getattr(self, f"on_{frame['type']}")(frame)
+        except FrameError as exc:
+            self.bad_frames += 1
+            await self._send({"type": "error", "error": str(exc)})
+            if self.bad_frames > MAX_BAD_FRAMES:
+                await self.close(code=4400)
+
+    # --- frames from the node -------------------------------------------------------------
+
+    async def on_hello(self, frame: dict) -> None:
+        try:
+            held, strangers = await _hello(self.node_pk, frame, self.connected_at)
+        except NodeRequestInvalid as exc:
+            await self._send({"type": "error", "error": str(exc)})
+            await self.close(code=4400)
+            return
+        self.attempts |= held
+        for job_id, number in strangers:
+            await self._send({"type": "cancel", "job_id": job_id, "attempt": number})
+        for item in frame.get("results", [])[:10_000]:
+            if isinstance(item, dict):
+                await self.on_result({"type": "result", **item})
+        await _schedule_now()
+
+    async def on_heartbeat(self, frame: dict) -> None:
+        if "transport_keys" in frame or "capacity" in frame:
+            await _off_thread(self._report)(frame)
+        else:
+            await _off_thread(node_beat)(node_pk=self.node_pk)
+
+    def _report(self, frame: dict) -> None:
+        node = Node.objects.get(pk=self.node_pk)
+        node_heartbeat(node=node, report={k: frame[k] for k in ("capacity", "transport_keys") if k in frame})
+
+    async def on_accepted(self, frame: dict) -> None:
+        job_id, number = attempt_key(frame)
+        node_job_id = frame.get("node_job_id")
+        if not isinstance(node_job_id, str):
+            raise FrameError("node_job_id must be a string")
+        outcome = await _off_thread(attempt_accepted)(node_pk=self.node_pk, job_id=job_id, number=number,
+                                                      node_job_id=node_job_id)
+        if outcome.cancel:
+            self.attempts.discard((job_id, number))
+            await self._send({"type": "cancel", "job_id": job_id, "attempt": number})
+
+    async def on_refused(self, frame: dict) -> None:
+        job_id, number = attempt_key(frame)
+        self.attempts.discard((job_id, number))
+        outcome = await _off_thread(attempt_refused)(
+            node_pk=self.node_pk, job_id=job_id, number=number, code=str(frame.get("code", ""))[:40],
+            error=str(frame.get("error", ""))[:300],
+        )
+        if outcome.freed:
+            await _schedule_now()
+
+    async def on_output(self, frame: dict) -> None:
+        key = attempt_key(frame)
+        data = frame.get("data")
+        if key not in self.attempts or not isinstance(data, str):
+            return  # not this node's job (or not text): never relayed
+        event = {"type": "output", "job_id": key[0], "data": data[:MAX_OUTPUT_CHARS]}
+        await self.channel_layer.group_send(job_group(key[0]), {"type": "job.event", "event": event})
+
+    async def on_progress(self, frame: dict) -> None:
+        key = attempt_key(frame)
+        value = frame.get("progress")
+        if key not in self.attempts or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        percent = max(0, min(99, int(value * 100)))
+        event = {"type": "progress", "job_id": key[0], "progress": percent}
+        await self.channel_layer.group_send(job_group(key[0]), {"type": "job.event", "event": event})
+        now = time.monotonic()
+        if now - self.progress_written.get(key, 0.0) >= PROGRESS_WRITE_SECONDS:
+            # the record's progress (GET /v1/jobs/{id}) follows at most once a second
+            self.progress_written[key] = now
+            await _progress(key[0], self.node_pk, key[1], percent)
+
+    async def on_result(self, frame: dict) -> None:
+        job_id, number = attempt_key(frame)
+        result = frame.get("result")
+        try:
+            outcome = await _off_thread(attempt_result)(node_pk=self.node_pk, job_id=job_id, number=number,
+                                                        result=result if isinstance(result, dict) else {})
+        except NotThisNodes as exc:
+            # refused, and acknowledged so that the node stops offering it
+            await self._send({"type": "error", "job_id": job_id, "attempt": number, "error": str(exc)})
+            await self._send({"type": "ack", "job_id": job_id, "attempt": number, "accepted": False})
+            return
+        self.attempts.discard((job_id, number))
+        self.progress_written.pop((job_id, number), None)
+        await self._send({"type": "ack", "job_id": job_id, "attempt": number, "accepted": True})
+        if outcome.freed:
+            await _schedule_now()
+
+    # --- messages from the rest of the marketplace (channel layer) --------------------------
+
+    async def node_frame(self, message):
+        frame = message["frame"]
+        if frame.get("type") == "job":
+            self.attempts.add((frame["job_id"], frame["attempt"]))
+        await self._send(frame)
+
+    async def node_superseded(self, message):
+        await self.close(code=4409)

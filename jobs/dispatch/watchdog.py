@@ -1,0 +1,55 @@
+"""The sweep that enforces what a silent node would not, run every couple of seconds by each
+worker process (``jobs.sweeper``). One query per rule over all jobs, never a timer per job;
+every action is a guarded transition, so two workers sweeping at once is harmless.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from jobs.dispatch.attempts import attempt_abandoned, attempt_timed_out, job_expire
+from jobs.dispatch.scheduler import schedule
+from jobs.models import TERMINAL, BillingStatus, Job, JobStatus
+from jobs.services.money import job_billing_close
+from nodes.models import Node
+
+BATCH = 200
+# a node has this long to say it started a job it was given before the job goes elsewhere
+ACCEPT_SECONDS = 10
+
+
+def jobs_watch(*, now=None) -> int:
+    """One sweep; the number of things it did (jobs assigned included)."""
+    now = now or timezone.now()
+    actions = 0
+    for job in Job.objects.filter(status=JobStatus.QUEUED, queue_deadline__lt=now).select_related("pinned_node")[:BATCH]:
+        job_expire(job=job)
+        actions += 1
+    active = Job.objects.filter(status__in=(JobStatus.ASSIGNED, JobStatus.RUNNING)).select_related("node")
+    for job in active.filter(deadline_at__lt=now)[:BATCH]:
+        attempt_timed_out(job=job)
+        actions += 1
+    unaccepted = active.filter(status=JobStatus.ASSIGNED, assigned_at__lt=now - timedelta(seconds=ACCEPT_SECONDS))
+    for job in unaccepted[:BATCH]:
+        attempt_abandoned(job=job, error=f"node {job.node.public_id} did not start the job in {ACCEPT_SECONDS} s")
+        actions += 1
+    # a node silent past the grace is gone: its socket is forgotten and its jobs go elsewhere
+    horizon = now - timedelta(seconds=settings.NODE_OFFLINE_AFTER_SECONDS)
+    Node.objects.filter(last_heartbeat_at__lt=horizon).exclude(channel_name="").update(channel_name="")
+    for job in active.filter(node__last_heartbeat_at__lt=horizon)[:BATCH]:
+        attempt_abandoned(job=job, error=f"lost node {job.node.public_id}: no heartbeat for "
+                                         f"{settings.NODE_OFFLINE_AFTER_SECONDS} s")
+        actions += 1
+    # a finished job whose bill is still open (none should be: ending closes it in the
+    # same transaction) has its reservation released, so no funds stay held forever
+    for job in Job.objects.filter(status__in=TERMINAL, billing_status=BillingStatus.RESERVED)[:BATCH]:
+        with transaction.atomic():
+            job_billing_close(job=job)
+        actions += 1
+    # jobs whose scheduling message was lost still find their slot
+    if Job.objects.filter(status=JobStatus.QUEUED).exists():
+        actions += schedule()
+    return actions

@@ -1,0 +1,103 @@
+"""The node socket's wire format, shared by the agent and the marketplace (no Django here).
+
+A node dials the marketplace and keeps one WebSocket open (``/ws/nodes/``). It
+authenticates the upgrade itself: its node token as a bearer, its node id, and
+its Ed25519 signature over ``GET /ws/nodes/`` at a recent timestamp. Then every
+frame is one JSON object with a ``type``:
+
+node → marketplace
+  hello      {capacity, running, results, transport_keys}: first frame after connecting
+  heartbeat  {running, free, transport_keys?}
+  accepted   {job_id, attempt, node_job_id}: the job started on the node
+  refused    {job_id, attempt, code, error}: the node will not run it
+  output     {job_id, attempt, data}: a chunk of the last container's output
+  progress   {job_id, attempt, progress}: 0..1
+  result     {job_id, attempt, result}: the node's final JobResult with its receipt
+
+marketplace → node
+  welcome    {node_id, heartbeat_interval_seconds}
+  job        {job_id, attempt, containers, data, timeout_seconds} or {job_id, attempt, private}
+  cancel     {job_id, attempt}
+  ack        {job_id, attempt}: the result is recorded; the node may forget it
+
+``(job_id, attempt)`` names one attempt: a result of an earlier attempt of the
+same job is never mistaken for the current one. The node keeps each result until
+it is acknowledged and sends it again after a reconnect, so a result produced
+while the socket was down lands once.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SOCKET_PATH = "/ws/nodes/"
+# the deepest JSON a frame may nest: jobs carry customers' inputs, which are bounded
+# by size on the way in, but depth is what overflows a parser's stack
+MAX_DEPTH = 64
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+NODE_TYPES = frozenset({"hello", "heartbeat", "accepted", "refused", "output", "progress", "result"})
+MARKET_TYPES = frozenset({"welcome", "job", "cancel", "ack", "error"})
+
+
+class FrameError(ValueError):
+    """A frame that is not one bounded JSON object with a known type."""
+
+
+def json_bytes(value: Any) -> bytes:
+    """The bytes a receipt hashes for a JSON value: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def nesting_depth_exceeds(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
+    """True if brackets nest deeper than ``limit`` (strings are skipped): checked before parsing,
+    since a deep enough document overflows the C stack of the parser instead of raising."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def decode_frame(text: str | bytes, allowed: frozenset[str]) -> dict:
+    if len(text) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame over {MAX_FRAME_BYTES} bytes")
+    if nesting_depth_exceeds(text):
+        raise FrameError(f"frame nests deeper than {MAX_DEPTH} levels")
+    try:
+        frame = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FrameError(f"frame is not JSON: {exc}") from None
+    if not isinstance(frame, dict) or frame.get("type") not in allowed:
+        raise FrameError("a frame is a JSON object with a known type")
+    return frame
+
+
+def encode_frame(frame: dict) -> str:
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def attempt_key(frame: dict) -> tuple[str, int]:
+    """The ``(job_id, attempt)`` a frame is about, or FrameError."""
+    job_id, attempt = frame.get("job_id"), frame.get("attempt")
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 64:
+        raise FrameError("job_id must be a job id")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 0 < attempt < 1000:
+        raise FrameError("attempt must be a positive integer")
+    return job_id, attempt
