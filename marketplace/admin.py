@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.utils import timezone
 
 from marketplace.models import ApiKey, Customer, Miner
-from marketplace.services import api_key_create, api_key_revoke
+from marketplace.services import api_key_create, api_key_revoke, api_keys_forget_cached
 
 
 class ApiKeyInline(admin.TabularInline):
@@ -32,6 +32,19 @@ class CustomerAdmin(admin.ModelAdmin):
     inlines = [ApiKeyInline]
     actions = ["issue_api_key"]
 
+    # a key's cached lookup carries its customer's limits: staff edits count from the next request
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        api_keys_forget_cached(api_keys=obj.api_keys.all())
+
+    def delete_model(self, request, obj):
+        api_keys_forget_cached(api_keys=list(obj.api_keys.all()))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        api_keys_forget_cached(api_keys=list(ApiKey.objects.filter(customer__in=queryset)))
+        super().delete_queryset(request, queryset)
+
     @admin.action(description="Issue a new API key (shown once)")
     def issue_api_key(self, request, queryset):
         for customer in queryset:
@@ -56,6 +69,18 @@ class ApiKeyAdmin(admin.ModelAdmin):
         }),
     )
     actions = ["revoke"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        api_keys_forget_cached(api_keys=[obj])
+
+    def delete_model(self, request, obj):
+        api_keys_forget_cached(api_keys=[obj])
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        api_keys_forget_cached(api_keys=list(queryset))
+        super().delete_queryset(request, queryset)
 
     def has_add_permission(self, request):
         return False  # keys are issued from the customer page, where the secret can be shown once

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
 from marketplace.ids import new_secret, secret_hash
 from marketplace.models import ApiKey, Customer, Miner
+from marketplace.selectors import api_key_cache_key
+from marketplace.shared_cache import cache_delete_many
 
 # last_used_at is bookkeeping, not an audit log: one write a minute per key is enough
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -39,12 +41,32 @@ def api_key_create(*, customer: Customer, name: str = "") -> IssuedKey:
     return IssuedKey(api_key=api_key, secret=secret)
 
 
+def api_keys_forget_cached(*, api_keys) -> None:
+    """Drop these keys' cached lookups, so a change to them counts from the next request.
+
+    Dropped now and again after commit: inside a transaction, a request may re-cache the
+    old row between the first drop and the commit.
+    """
+    keys = [api_key_cache_key(api_key.secret_hash) for api_key in api_keys]
+    cache_delete_many(keys)
+    transaction.on_commit(lambda: cache_delete_many(keys))
+
+
 def api_key_revoke(*, api_key: ApiKey) -> None:
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_keys_forget_cached(api_keys=[api_key])
+
+
+# when this process last wrote last_used_at, per key (by hash: ids can be reused in tests).
+# Cached keys carry a last_used_at as old as their cache entry; without this each request
+# in that gap would write it again.
+_touched_at: dict[str, datetime] = {}
 
 
 def api_key_touch(*, api_key: ApiKey) -> None:
     now = timezone.now()
-    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+    seen = [t for t in (api_key.last_used_at, _touched_at.get(api_key.secret_hash)) if t is not None]
+    if not seen or now - max(seen) >= LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+        _touched_at[api_key.secret_hash] = now
