@@ -48,8 +48,31 @@ def sent_dispatches(monkeypatch):
     sent = []
     monkeypatch.setattr(tasks.dispatch_job, "send", lambda *args, **kwargs: sent.append(args))
     monkeypatch.setattr(tasks.dispatch_job, "send_with_options", lambda **kwargs: sent.append(kwargs.get("args")))
-    monkeypatch.setattr(tasks.cancel_on_node, "send", lambda *args, **kwargs: sent.append(("cancel", *args)))
     return sent
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """The marketplace over ASGI (nodes dial its WebSocket), in place of pytest-django's WSGI one."""
+    from tests.support.asgi_server import AsgiLiveServer
+
+    server = AsgiLiveServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dispatcher(monkeypatch, sent_dispatches):
+    """Scheduler passes run when a job arrives or a slot frees, and the watchdog sweeps: a worker's
+    part, without a broker."""
+    from jobs import tasks
+    from tests.support.dispatching import Dispatcher
+
+    dispatcher = Dispatcher()
+    monkeypatch.setattr(tasks.dispatch_job, "send", dispatcher.send)
+    dispatcher.start()
+    yield dispatcher
+    dispatcher.stop()
 
 
 @pytest.fixture

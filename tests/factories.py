@@ -42,7 +42,8 @@ def api_client(for_customer: Customer) -> APIClient:
 
 
 def node(*, models=("echo",), gpu_type="", gpu_count=0, vram_gb=0.0, online=True, capacity=4, owner=None,
-         url="http://127.0.0.1:9", **fields) -> Node:
+         url="", **fields) -> Node:
+    """A node row; ``online`` gives it a fresh heartbeat and an open socket (a channel nobody reads)."""
     n = next(_counter)
     return Node.objects.create(
         miner=owner or miner(),
@@ -50,7 +51,6 @@ def node(*, models=("echo",), gpu_type="", gpu_count=0, vram_gb=0.0, online=True
         url=url,
         identity_public_key=secrets.token_urlsafe(32)[:43],
         token_hash=secret_hash(secrets.token_hex(8)),
-        push_token=secrets.token_urlsafe(16),
         approval=Node.Approval.APPROVED,
         containers=list(models),
         model_map={m: m for m in models},
@@ -59,5 +59,6 @@ def node(*, models=("echo",), gpu_type="", gpu_count=0, vram_gb=0.0, online=True
         vram_gb=vram_gb,
         capacity=capacity,
         last_heartbeat_at=timezone.now() if online else timezone.now() - timedelta(hours=1),
+        channel_name=fields.pop("channel_name", f"test.node-{n}" if online else ""),
         **fields,
     )

@@ -197,6 +197,7 @@ class NodeSocket:
             elif frame["type"] == "cancel":
                 job = self.running.get(attempt_key(frame))
                 if job is not None:
+                    log.info("job %s (%s) cancelled at the marketplace's request", job.id, frame["job_id"])
                     await self._state.runner.cancel(job)
             elif frame["type"] == "ack":
                 self.outbox.pop(attempt_key(frame), None)
@@ -239,6 +240,7 @@ class NodeSocket:
                               "error": error.error})
             return
         self.running[key] = job
+        log.debug("job %s (%s attempt %d) started for the marketplace", job.id, key[0], key[1])
         self._send({"type": "accepted", "job_id": key[0], "attempt": key[1], "node_job_id": job.id})
 
     def finished(self, key: Key, job: "Job") -> None:

@@ -31,11 +31,18 @@ def test_a_finished_job_with_an_open_bill_is_released(alice, alice_api, echo_nod
     assert account_for_customer(alice).available_wei == before and conservation_holds()
 
 
-def test_a_job_whose_worker_died_is_handed_to_another(alice, alice_api, echo_node, sent_dispatches):
+def test_a_job_on_a_node_gone_silent_is_taken_back_and_its_money_stays_held(alice, alice_api, echo_node):
+    from jobs.models import JobAttempt
+    from nodes.models import Node
+
     job_id = alice_api.post("/v1/jobs", {"model": "echo", "input": 1}, format="json").json()["job_id"]
     job = Job.objects.get(public_id=job_id)
-    sent_dispatches.clear()
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, node=echo_node, lease_owner="dead",
-                                         lease_expires_at=timezone.now() - timedelta(seconds=1))
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, node=echo_node, attempt_count=1,
+                                         assigned_at=timezone.now())
+    JobAttempt.objects.create(job=job, node=echo_node, number=1)
+    Node.objects.filter(pk=echo_node.pk).update(last_heartbeat_at=timezone.now() - timedelta(hours=1))
     jobs_sweep()
-    assert (job.pk,) in sent_dispatches
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED and job.excluded_nodes == [echo_node.public_id]
+    assert job.attempts.get().status == JobAttempt.Status.LOST and job.billing_status == "reserved"
+    assert Node.objects.get(pk=echo_node.pk).channel_name == "" and conservation_holds()

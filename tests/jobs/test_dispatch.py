@@ -1,24 +1,25 @@
-"""Dispatch against real node agents enrolled with this (live) marketplace.
+"""The job path against real node agents that dial this (live, ASGI) marketplace's socket.
 
-The broker is the edge here: follow-up messages are recorded, and the tests call
-the dispatch service the way the actor would.
+The broker is the edge here: a ``dispatch_job`` message runs a scheduler pass at
+once, and the watchdog sweeps in the background, as a worker would (``dispatcher``).
 """
 import os
 import signal
-import threading
 import time
 
 import pytest
-import requests
 
-from jobs.dispatch import dispatch
+from billing.models import LedgerTransaction
+from jobs.dispatch.attempts import receipt_matches
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_cancel
 from marketplace.services import customer_get_or_create
 from nodes.models import Node
 from tests import factories
 from tests.support.agent import start_agent
+from tests.support.dispatching import wait_for
 from tests.support.enrolled import start_enrolled_agent
+from tests.support.fake_node import FakeNode
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,14 +29,15 @@ CONTAINERS = [
     {"id": "tokens", "entrypoint": "nodes.agent.builtin:tokens", "models": ["tokens"]},
     {"id": "refuse", "entrypoint": "tests.nodes.agent.containers:refuse", "models": ["refuse"]},
 ]
+FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 
 
 @pytest.fixture
-def enroll(live_server, tmp_path):
+def enroll(live_server, tmp_path, dispatcher):
     agents = []
 
-    def _enroll(name: str):
-        agent = start_enrolled_agent(tmp_path, live_server.url, name, CONTAINERS)
+    def _enroll(name: str, **config):
+        agent = start_enrolled_agent(tmp_path, live_server.url, name, CONTAINERS, **config)
         agents.append(agent)
         return agent
 
@@ -44,16 +46,22 @@ def enroll(live_server, tmp_path):
         agent.stop()
 
 
-def make_job(model="echo", input=None, **fields):
+def make_job(dispatcher=None, model="echo", input=None, **fields):
     customer = customer_get_or_create(name="dispatch-tests")
-    return Job.objects.create(customer=customer, model=model, input=input if input is not None else {"x": 1}, **fields)
+    job = Job.objects.create(customer=customer, model=model, input=input if input is not None else {"x": 1}, **fields)
+    if dispatcher is not None:
+        dispatcher.send(job.pk)
+    return job
 
 
-def test_a_job_runs_on_the_node_and_settles_with_a_verified_receipt(enroll):
+def wait_job(job, statuses=FINAL, timeout=30):
+    return wait_for(lambda: (j := Job.objects.get(pk=job.pk)).status in statuses and j, timeout=timeout,
+                    message=f"job {job.public_id} never reached {statuses}: {Job.objects.get(pk=job.pk).status_reason}")
+
+
+def test_a_job_runs_on_the_node_and_settles_with_a_verified_receipt(enroll, dispatcher):
     agent = enroll("alpha")
-    job = make_job(input="hello")
-    dispatch(job.pk)
-    job.refresh_from_db()
+    job = wait_job(make_job(dispatcher, input="hello"))
     assert job.status == JobStatus.COMPLETED, job.status_reason
     assert job.result == {"input": "hello"} and job.node == agent.node and job.progress == 100
     assert job.receipt_verified and job.receipt["signer"] == agent.node.identity_public_key
@@ -62,146 +70,224 @@ def test_a_job_runs_on_the_node_and_settles_with_a_verified_receipt(enroll):
     assert attempt.status == JobAttempt.Status.SUCCEEDED and attempt.node_job_id == job.node_job_id
 
 
-def test_two_workers_racing_for_one_job_run_it_once(enroll):
-    agent = enroll("alpha")
-    job = make_job(model="sleep", input={"seconds": 0.5})
-    barrier = threading.Barrier(2)
-
-    def worker():
-        barrier.wait()
-        dispatch(job.pk)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    job.refresh_from_db()
-    assert job.status == JobStatus.COMPLETED
-    assert job.attempts.count() == 1
-    ran = requests.get(agent.url + "/api/jobs", headers={"Authorization": f"Bearer {agent.node.push_token}"}, timeout=5)
-    assert len(ran.json()) == 1, "the node must have been given the job exactly once"
+def test_an_agent_with_no_inbound_port_known_to_the_marketplace_runs_its_jobs(enroll, dispatcher):
+    agent = enroll("hidden")
+    node = Node.objects.get(pk=agent.node.pk)
+    assert node.url == "" and str(agent.port) not in str(Node.objects.filter(pk=node.pk).values().first())
+    job = wait_job(make_job(dispatcher, model="tokens", input={"text": "a b c"}))
+    assert job.status == JobStatus.COMPLETED and job.result == {"text": "a b c", "tokens": 3}
 
 
-def test_a_container_error_fails_the_job_without_failover(enroll, sent_dispatches):
+def test_a_container_error_fails_the_job_without_failover(enroll, dispatcher):
     enroll("alpha")
-    job = make_job(model="refuse")
-    dispatch(job.pk)
-    job.refresh_from_db()
+    job = wait_job(make_job(dispatcher, model="refuse"))
     assert job.status == JobStatus.FAILED
     assert job.error == "this container refuses every job"
     assert job.status_reason == "container refuse failed: this container refuses every job"
-    assert job.attempts.count() == 1 and sent_dispatches == []
+    assert job.attempts.count() == 1
 
 
-def test_an_unreachable_node_fails_over_to_another(enroll, sent_dispatches):
-    good = enroll("good")
-    dead = factories.node(models=("echo",), url="http://127.0.0.1:9", capacity=100)  # nothing listens there
-    Node.objects.filter(pk=good.node.pk).update(capacity=1)
-    busy = JobAttempt.objects.create(job=make_job(status=JobStatus.COMPLETED), node=good.node, number=1)
-    job = make_job()
-    dispatch(job.pk)
-    job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and dead.public_id in job.excluded_nodes
-    assert "unreachable" in job.status_reason and sent_dispatches == [(job.pk,)]
-    JobAttempt.objects.filter(pk=busy.pk).update(status=JobAttempt.Status.SUCCEEDED)  # good is free now
-    dispatch(job.pk)
-    job.refresh_from_db()
-    assert job.status == JobStatus.COMPLETED and job.node == good.node
-    assert [a.status for a in job.attempts.all()] == ["lost", "succeeded"]
-
-
-def test_a_node_killed_mid_job_fails_over(enroll, sent_dispatches):
+def test_a_node_killed_mid_job_fails_over_after_the_grace(enroll, dispatcher, settings):
+    settings.NODE_OFFLINE_AFTER_SECONDS = 3
     first = enroll("first")
+    job = make_job(dispatcher, model="sleep", input={"seconds": 2})
+    wait_job(job, (JobStatus.RUNNING,))
+    assert Job.objects.get(pk=job.pk).node_id == first.node.pk
+    os.kill(first.process.pid, signal.SIGKILL)
     second = enroll("second")
-    Node.objects.filter(pk=second.node.pk).update(capacity=1)
-    JobAttempt.objects.create(job=make_job(status=JobStatus.COMPLETED), node=second.node, number=1)
-    job = make_job(model="sleep", input={"seconds": 5})
-    killer = threading.Thread(target=lambda: (time.sleep(1.0), os.kill(first.process.pid, signal.SIGKILL)))
-    killer.start()
-    dispatch(job.pk)
-    killer.join()
-    job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.excluded_nodes == [first.node.public_id]
-    assert "mid-job" in job.status_reason
-    JobAttempt.objects.filter(node=second.node, job__status=JobStatus.COMPLETED).update(status="succeeded")
-    dispatch(job.pk)
-    job.refresh_from_db()
-    assert job.status == JobStatus.COMPLETED and job.node == second.node
-    assert job.result == {"slept": 5}
+    job = wait_job(job, timeout=40)
+    assert job.status == JobStatus.COMPLETED and job.node == second.node and job.result == {"slept": 2}
+    assert job.excluded_nodes == [first.node.public_id]
+    assert [a.status for a in job.attempts.all()] == ["lost", "succeeded"]
+    assert "no heartbeat" in job.attempts.first().error
 
 
-def test_the_timeout_is_enforced_and_the_node_stops_the_job(enroll):
+def test_a_socket_dropped_mid_job_lands_the_result_once_and_bills_once(enroll, dispatcher, alice, alice_api):
     agent = enroll("alpha")
-    job = make_job(model="sleep", input={"seconds": 30}, timeout_seconds=1)
+    submitted = alice_api.post("/v1/jobs", {"model": "sleep", "input": {"seconds": 2}}, format="json")
+    assert submitted.status_code == 201, submitted.content
+    job = Job.objects.get(public_id=submitted.json()["job_id"])
+    wait_job(job, (JobStatus.RUNNING,))
+    # cut the socket and keep the node out until its result is made
+    Node.objects.filter(pk=agent.node.pk).update(approval=Node.Approval.SUSPENDED)
+    from jobs.live import send_to_channel
+
+    send_to_channel(Node.objects.get(pk=agent.node.pk).channel_name, {"type": "node.superseded"})
+    wait_for(lambda: Node.objects.get(pk=agent.node.pk).channel_name == "", message="the socket did not close")
+    time.sleep(2.5)  # the job finishes on the node while its socket is down
+    assert Job.objects.get(pk=job.pk).status == JobStatus.RUNNING
+    Node.objects.filter(pk=agent.node.pk).update(approval=Node.Approval.APPROVED)
+    job = wait_job(job, timeout=40)
+    assert job.status == JobStatus.COMPLETED and job.result == {"slept": 2}
+    assert job.attempts.count() == 1
+    settles = LedgerTransaction.objects.filter(job=job, kind=LedgerTransaction.Kind.SETTLE)
+    assert settles.count() == 1 and job.billing_status == "settled"
+
+
+def test_the_timeout_counts_from_assignment_and_the_node_stops_the_job(enroll, dispatcher):
+    agent = enroll("alpha")
     started = time.monotonic()
-    dispatch(job.pk)
-    job.refresh_from_db()
-    assert time.monotonic() - started < 10
+    job = wait_job(make_job(dispatcher, model="sleep", input={"seconds": 30}, timeout_seconds=1))
+    assert time.monotonic() - started < 6
     assert job.status == JobStatus.FAILED and job.status_reason == "timed out after 1 s"
-    node_job = requests.get(agent.url + "/api/jobs", params={"id": job.node_job_id},
-                            headers={"Authorization": f"Bearer {agent.node.push_token}"}, timeout=5).json()[0]
-    assert node_job["status"] == "failed" and node_job["reason"] == "cancelled"
+    wait_for(lambda: "cancelled at the marketplace's request" in agent.log(), message=agent.log())
 
 
-def test_a_cancel_while_running_reaches_the_node(enroll):
+def test_a_cancel_while_running_reaches_the_node(enroll, dispatcher):
     agent = enroll("alpha")
-    job = make_job(model="sleep", input={"seconds": 30})
-
-    def cancel_soon():
-        deadline = time.monotonic() + 10
-        while Job.objects.get(pk=job.pk).status != JobStatus.RUNNING and time.monotonic() < deadline:
-            time.sleep(0.05)
-        job_cancel(job=Job.objects.get(pk=job.pk))
-
-    canceller = threading.Thread(target=cancel_soon)
-    canceller.start()
-    dispatch(job.pk)
-    canceller.join()
+    job = wait_job(make_job(dispatcher, model="sleep", input={"seconds": 30}), (JobStatus.RUNNING,))
+    job_cancel(job=job)
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert job.attempts.get().status == JobAttempt.Status.CANCELLED
-    node_job = requests.get(agent.url + "/api/jobs", params={"id": job.node_job_id},
-                            headers={"Authorization": f"Bearer {agent.node.push_token}"}, timeout=5).json()[0]
-    assert node_job["reason"] == "cancelled"
+    wait_for(lambda: "cancelled at the marketplace's request" in agent.log(), message=agent.log())
 
 
-def test_a_job_no_node_can_take_waits_then_expires_saying_why(enroll, sent_dispatches, settings):
+def test_a_job_no_node_can_take_waits_then_expires_saying_why(enroll, dispatcher):
     enroll("alpha")
-    job = make_job(gpu_type="h100", gpu_count=1)
-    dispatch(job.pk)
-    job.refresh_from_db()
-    assert job.status == JobStatus.QUEUED and job.status_reason == "no online node offers gpu_type h100"
-    assert sent_dispatches == [(job.pk,)], "it tries again later"
+    job = make_job(dispatcher, gpu_type="h100", gpu_count=1)
+    time.sleep(0.5)
+    assert Job.objects.get(pk=job.pk).status == JobStatus.QUEUED
     Job.objects.filter(pk=job.pk).update(queue_deadline=job.created_at)
-    dispatch(job.pk)
-    job.refresh_from_db()
+    job = wait_job(job)
     assert job.status == JobStatus.EXPIRED
     assert job.status_reason.startswith("no online node offers gpu_type h100")
 
 
-def test_a_redelivered_message_for_a_finished_job_does_nothing(enroll):
-    enroll("alpha")
-    job = make_job()
-    dispatch(job.pk)
-    dispatch(job.pk)
-    assert Job.objects.get(pk=job.pk).attempts.count() == 1
+def test_a_lone_node_that_restarts_runs_its_interrupted_job_again(enroll, dispatcher, tmp_path):
+    agent = enroll("alone")
+    job = wait_job(make_job(dispatcher, model="sleep", input={"seconds": 3}), (JobStatus.RUNNING,))
+    os.kill(agent.process.pid, signal.SIGKILL)
+    agent.process.wait()
+    restarted = start_agent(tmp_path / "alone-again", {"containers": CONTAINERS, "capacity": 4},
+                            state_dir=agent.state_dir, env={"NODE_HEARTBEAT_SECONDS": "1"},
+                            extra_args=["--marketplace", _market_url(agent)])
+    try:
+        job = wait_job(job, timeout=30)
+        assert job.status == JobStatus.COMPLETED and job.node_id == agent.node.pk
+        assert [a.status for a in job.attempts.all()] == ["lost", "succeeded"]
+        assert "restarted" in job.attempts.first().error and job.excluded_nodes == []
+    finally:
+        restarted.stop()
 
 
-def test_a_forged_receipt_is_not_accepted(enroll, sent_dispatches):
-    from jobs.dispatch import receipt_matches
+def _market_url(agent) -> str:
+    import json
 
+    return json.loads((agent.state_dir / "enrollment.json").read_text())["marketplace"]
+
+
+def test_a_forged_receipt_is_not_accepted(enroll, dispatcher):
     agent = enroll("alpha")
-    job = make_job(input="x")
-    dispatch(job.pk)
-    job.refresh_from_db()
+    job = wait_job(make_job(dispatcher, input="x"))
     args = dict(node=agent.node, node_job_id=job.node_job_id, data=job.container_data,
                 container_result={"container": "echo", "output": job.result})
     assert receipt_matches(receipt=job.receipt, **args)
     assert not receipt_matches(receipt=job.receipt, **{**args, "container_result": {"container": "echo", "output": "forged"}})
     assert not receipt_matches(receipt=job.receipt, **{**args, "node_job_id": "another-job"})
-    other = factories.node()
-    assert not receipt_matches(receipt=job.receipt, **{**args, "node": other})
+    assert not receipt_matches(receipt=job.receipt, **{**args, "node": factories.node()})
+
+
+# --- peers no real agent would be ------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_node(live_server, dispatcher):
+    nodes = []
+
+    def _make(**kwargs):
+        node = FakeNode(live_server.url, **kwargs)
+        nodes.append(node)
+        return node
+
+    yield _make
+    for node in nodes:
+        node.close()
+
+
+def test_a_socket_without_the_right_token_or_signature_is_refused(fake_node):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    peer = fake_node()
+    with pytest.raises(InvalidStatus):
+        connect(peer.url, additional_headers=peer.headers(token="not-the-token"), open_timeout=10)
+    forged = {**peer.headers(), "X-Node-Signature": "A" * 86}
+    with pytest.raises(InvalidStatus):
+        connect(peer.url, additional_headers=forged, open_timeout=10)
+    assert Node.objects.get(pk=peer.node.pk).channel_name == ""
+
+
+def test_a_node_that_takes_a_job_and_never_answers_loses_it_and_nobody_waits(fake_node, enroll, dispatcher,
+                                                                             monkeypatch):
+    from jobs.dispatch import watchdog
+
+    monkeypatch.setattr(watchdog, "ACCEPT_SECONDS", 1)
+    silent = fake_node(capacity=100)
+    silent.connect()
+    Node.objects.filter(pk=silent.node.pk).update(price_per_second_wei=0)
+    job = make_job(dispatcher, input="first")
+    assert silent.receive_type("job")["job_id"] == job.public_id  # given to the silent node...
+    real = enroll("real")
+    Node.objects.filter(pk=real.node.pk).update(price_per_second_wei=10)  # dearer: the silent one is tried first
+    job = wait_job(job, timeout=20)  # ...taken back after the accept deadline, and run elsewhere
+    assert job.status == JobStatus.COMPLETED and job.node_id == real.node.pk
+    assert job.excluded_nodes == [silent.node.public_id]
+    assert Node.objects.get(pk=silent.node.pk).strikes == 1
+
+
+def test_a_node_that_accepts_and_goes_quiet_is_timed_out_on_time(fake_node, dispatcher):
+    quiet = fake_node()
+    quiet.connect()
+    started = time.monotonic()
+    job = make_job(dispatcher, timeout_seconds=2)
+    frame = quiet.receive_type("job")
+    quiet.send({"type": "accepted", "job_id": frame["job_id"], "attempt": frame["attempt"], "node_job_id": "n1"})
+    job = wait_job(job, timeout=15)
+    assert job.status == JobStatus.FAILED and job.status_reason == "timed out after 2 s"
+    assert time.monotonic() - started < 6
+    cancel = quiet.receive_type("cancel")
+    assert (cancel["job_id"], cancel["attempt"]) == (frame["job_id"], frame["attempt"])
+
+
+def test_a_result_for_a_job_not_assigned_to_the_node_is_refused(fake_node, dispatcher):
+    owner, intruder = fake_node(), fake_node()
+    owner.connect()
+    job = make_job(dispatcher)
+    frame = owner.receive_type("job")
+    intruder.connect()
+    intruder.send({"type": "result", "job_id": frame["job_id"], "attempt": frame["attempt"],
+                   "result": {"id": "x", "status": "success", "result": {"output": "forged"}}})
+    assert intruder.receive_type("ack") == {"type": "ack", "job_id": job.public_id, "attempt": 1, "accepted": False}
+    job.refresh_from_db()
+    assert job.status == JobStatus.ASSIGNED and job.node_id == owner.node.pk and job.result is None
+
+
+def test_a_receipt_that_does_not_parse_fails_the_attempt_once_and_counts_against_the_node(fake_node, dispatcher):
+    bad = fake_node()
+    bad.connect()
+    job = make_job(dispatcher)
+    frame = bad.receive_type("job")
+    bad.send({"type": "accepted", "job_id": frame["job_id"], "attempt": 1, "node_job_id": "n1"})
+    receipt = {"body": {"duration_ms": "abc"}, "hash": "0" * 64, "signature": "x", "signer": "y"}
+    bad.send({"type": "result", "job_id": frame["job_id"], "attempt": 1,
+              "result": {"id": "n1", "status": "success", "result": {"output": 1}, "receipt": receipt}})
+    assert bad.receive_type("ack")["accepted"] is True
+    job = wait_job(job, (JobStatus.QUEUED, *FINAL))
+    assert job.status == JobStatus.QUEUED and job.excluded_nodes == [bad.node.public_id]
+    assert job.attempts.get().status == JobAttempt.Status.LOST
+    assert Node.objects.get(pk=bad.node.pk).strikes == 1
+
+
+def test_frames_that_are_not_bounded_json_get_an_error_not_a_crash(fake_node):
+    peer = fake_node()
+    peer.connect()
+    peer.ws.send("[" * 100_000 + "]" * 100_000)
+    assert "deeper" in peer.receive_type("error")["error"]
+    peer.ws.send("not json")
+    assert peer.receive_type("error")["type"] == "error"
+    peer.send({"type": "heartbeat", "running": []})  # the socket is still up and served
+    assert Node.objects.get(pk=peer.node.pk).channel_name != ""
 
 
 def test_a_port_in_use_does_not_spend_the_enrolment_token(live_server, tmp_path):

@@ -14,7 +14,7 @@ def start_enrolled_agent(tmp_path: Path, marketplace_url: str, name: str, contai
                          **config) -> RunningAgent:
     """Start ``runnode`` with a fresh enrolment token; return once the marketplace knows the node.
 
-    The agent gets ``.node`` (its Node row) and ``.push`` (the headers the marketplace pushes with).
+    The agent gets ``.node``, its Node row, once its socket to the marketplace is open.
     """
     token = enrollment_token_create(miner=factories.miner()).secret
     agent = start_agent(
@@ -24,11 +24,10 @@ def start_enrolled_agent(tmp_path: Path, marketplace_url: str, name: str, contai
         extra_args=["--marketplace", marketplace_url, "--enroll-token", token, "--name", name],
     )
     deadline = time.monotonic() + 20
-    while not Node.objects.filter(name=name).exists():
+    while not Node.objects.filter(name=name).exclude(channel_name="").exists():
         if time.monotonic() > deadline:
             agent.stop()
             raise AssertionError(f"node {name} did not enrol:\n{agent.log()}")
         time.sleep(0.05)
     agent.node = Node.objects.get(name=name)
-    agent.push = {"Authorization": f"Bearer {agent.node.push_token}"}
     return agent

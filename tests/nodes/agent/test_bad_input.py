@@ -157,9 +157,3 @@ def test_responses_are_json_even_for_internal_errors(agent):
     assert isinstance(response, web.Response)
     assert response.status == 500
     assert json.loads(response.body) == {"error": "Internal server error"}
-
-
-def test_a_bearer_token_that_is_not_the_marketplaces_push_token_is_a_401(agent):
-    """An agent takes bearer requests only from the marketplace it enrolled with."""
-    response = requests.post(agent.url + "/api/jobs", json=JOB, headers={"Authorization": "Bearer guess"}, timeout=10)
-    assert response.status_code == 401 and response.json() == {"error": "Unauthorized"}

@@ -1,0 +1,57 @@
+"""The worker's part in in-process tests: scheduler passes and the watchdog, without a broker.
+
+The broker is the edge here. A ``dispatch_job`` message runs a scheduler pass at
+once in the sender's thread (what a worker would do a moment later), and the
+watchdog sweeps in a background thread as a worker's sweeper does.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from django.db import close_old_connections
+
+from jobs.dispatch.scheduler import schedule
+from jobs.dispatch.watchdog import jobs_watch
+
+
+class Dispatcher:
+    def __init__(self, sweep_seconds: float = 0.2) -> None:
+        self.passes = 0
+        self.sweep_seconds = sweep_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sweep, name="test-watchdog", daemon=True)
+
+    def send(self, *args, **kwargs) -> None:
+        self.passes += 1
+        try:
+            schedule()
+        finally:
+            close_old_connections()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _sweep(self) -> None:
+        while not self._stop.wait(self.sweep_seconds):
+            try:
+                jobs_watch()
+            except Exception:  # a sweep racing the test's own teardown; the next one runs
+                pass
+            finally:
+                close_old_connections()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.05, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or "condition not met in time")
+        time.sleep(interval)
