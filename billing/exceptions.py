@@ -29,3 +29,10 @@ class PriceAboveMaximum(ApiError):
 
 class AlreadyPosted(Exception):
     """A ledger posting with this key exists: the movement happened once already."""
+
+
+class ConcurrentJobLimit(ApiError):
+    """The customer, or the API key, has as many jobs with an open bill as it may."""
+
+    status = 429
+    code = "concurrent_job_limit"

@@ -4,90 +4,340 @@ Conservation: the entries of a posting add up to zero, so the sum of every
 account's available and reserved wei is always zero; with the external account
 standing for the outside world, customers' balances and reservations plus miners'
 payouts plus platform fees equal deposits minus withdrawals at every commit.
+
+No lock is held across round trips. A posting is: claim its key (an insert that
+does nothing if the key was used), then one conditional statement per account row
+that moves the buckets and counters only if the row still allows it
+(``available >= amount``, ``active_jobs < limit`` ...) and writes that row's entries
+in the same statement; a row refused (no row changed) makes the caller roll the
+whole posting back. A row is locked from its statement to the commit, so a
+customer's jobs never queue behind a transaction that reads, thinks and writes.
+
+Rows are always touched in one order, so two postings never wait on each other in
+a circle: the customer's API key row, the customer's account, a miner's account,
+then the platform's or the outside world's account (the rows every settlement
+shares come last, to be held the shortest).
+
+On SQLite, where wei are text (``billing.fields``) and SQL arithmetic on them is not
+exact, the same movement is read, computed in Python and written back with a
+compare-and-swap; SQLite runs one writer at a time anyway.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
+from dataclasses import dataclass, field
+from datetime import date, timezone as dt_timezone
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from billing.exceptions import AlreadyPosted, InsufficientFunds
+from billing.exceptions import AlreadyPosted
 from billing.fields import wei_total
-from billing.models import Account, LedgerEntry, LedgerTransaction
+from billing.models import Account, KeySpend, LedgerEntry, LedgerTransaction
 
 AVAILABLE, RESERVED = LedgerEntry.Bucket.AVAILABLE, LedgerEntry.Bucket.RESERVED
 # only these may go below zero: the outside world (deposits), and the platform (refunds it absorbs)
 MAY_GO_NEGATIVE = {Account.Kind.EXTERNAL, Account.Kind.PLATFORM}
+SQLITE_CAS_TRIES = 20
 
 
 @dataclass(frozen=True)
-class Entry:
-    account: Account
-    bucket: str
-    amount: int
+class Owner:
+    """Whose account row: a customer's, a miner's, or the platform's or outside world's singleton."""
+
+    kind: str
+    owner_id: int | None = None
+
+    def lookup(self) -> dict:
+        if self.kind == Account.Kind.CUSTOMER:
+            return {"customer_id": self.owner_id}
+        if self.kind == Account.Kind.MINER:
+            return {"miner_id": self.owner_id}
+        return {"kind": self.kind}
+
+    def defaults(self) -> dict:
+        return {"kind": self.kind, **({} if self.owner_id is None else self.lookup())}
+
+
+def customer_owner(customer_id: int) -> Owner:
+    return Owner(Account.Kind.CUSTOMER, customer_id)
+
+
+def miner_owner(miner_id: int) -> Owner:
+    return Owner(Account.Kind.MINER, miner_id)
+
+
+PLATFORM = Owner(Account.Kind.PLATFORM)
+EXTERNAL = Owner(Account.Kind.EXTERNAL)
+
+
+@dataclass(frozen=True)
+class Move:
+    """What one account row gains in a posting, and what the row must still satisfy afterwards.
+
+    ``available`` and ``reserved`` are the row's ledger entries. The counters:
+    ``jobs`` moves ``active_jobs``; ``spent`` moves ``month_spent_wei`` if the row counts
+    ``month``, and with ``new_month`` a row still counting an earlier month starts
+    counting ``month`` from ``spent``. The conditions: ``job_limit`` bounds
+    ``active_jobs`` and ``spend_cap`` this month's spending after the move; the buckets
+    may not go below zero unless the owner may go negative.
+    """
+
+    owner: Owner
+    available: int = 0
+    reserved: int = 0
+    jobs: int = 0
+    spent: int = 0
+    month: date | None = None
+    new_month: bool = False
+    job_limit: int | None = None
+    spend_cap: int | None = None
+    entries: tuple = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        made = []
+        if self.available or not self.reserved:
+            made.append((AVAILABLE, self.available))
+        if self.reserved:
+            made.append((RESERVED, self.reserved))
+        object.__setattr__(self, "entries", tuple(made))
+
+    @property
+    def floor(self) -> bool:
+        return self.owner.kind not in MAY_GO_NEGATIVE
+
+
+def month_of(moment) -> date:
+    """The month a spending cap counts ``moment`` in (UTC)."""
+    moment = moment.astimezone(dt_timezone.utc) if timezone.is_aware(moment) else moment
+    return date(moment.year, moment.month, 1)
+
+
+# --- accounts ------------------------------------------------------------------------
+
+
+def _account(owner: Owner) -> Account:
+    try:
+        return Account.objects.get(**owner.lookup())
+    except Account.DoesNotExist:
+        _account_create(owner)
+        return Account.objects.get(**owner.lookup())
+
+
+def _account_create(owner: Owner) -> None:
+    # two first postings may race to make the row: the second insert does nothing
+    Account.objects.bulk_create([Account(**owner.defaults())], ignore_conflicts=True)
 
 
 def account_for_customer(customer) -> Account:
-    account, _ = Account.objects.get_or_create(customer=customer, defaults={"kind": Account.Kind.CUSTOMER})
-    return account
+    return _account(customer_owner(customer.pk))
 
 
 def account_for_miner(miner) -> Account:
-    account, _ = Account.objects.get_or_create(miner=miner, defaults={"kind": Account.Kind.MINER})
-    return account
-
-
-def _singleton(kind: str) -> Account:
-    try:
-        return Account.objects.get(kind=kind)
-    except Account.DoesNotExist:
-        try:
-            with transaction.atomic():
-                return Account.objects.create(kind=kind)
-        except IntegrityError:  # made by another process meanwhile
-            return Account.objects.get(kind=kind)
+    return _account(miner_owner(miner.pk))
 
 
 def platform_account() -> Account:
-    return _singleton(Account.Kind.PLATFORM)
+    return _account(PLATFORM)
 
 
 def external_account() -> Account:
-    return _singleton(Account.Kind.EXTERNAL)
+    return _account(EXTERNAL)
 
 
-def post(*, kind: str, key: str, entries: list[Entry], job=None, memo: str = "", created_by=None) -> LedgerTransaction:
-    """Post one balanced movement, or nothing: raises ``AlreadyPosted`` for a key used before
-    and ``InsufficientFunds`` if a customer or miner bucket would go below zero."""
-    if sum(e.amount for e in entries) != 0:
+# --- postings ------------------------------------------------------------------------
+
+
+def posting_open(*, kind: str, key: str, job_id: int | None = None, memo: str = "", created_by=None) -> int:
+    """Claim the posting's key; its id, or ``AlreadyPosted`` if the key was used before.
+
+    ``ON CONFLICT DO NOTHING``: a used key costs no savepoint and leaves the
+    surrounding transaction usable (PostgreSQL aborts it on a unique violation).
+    """
+    table = LedgerTransaction._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (kind, key, job_id, memo, created_by_id, created_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
+            [kind, key, job_id, memo[:300], getattr(created_by, "pk", created_by),
+             connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise AlreadyPosted(key)
+    return row[0]
+
+
+def account_move(posting_id: int, move: Move) -> bool:
+    """Apply ``move`` to its row and write its entries, in one statement; False if the row refused it.
+
+    A row that does not exist yet is made (it holds nothing), then the move is tried on it.
+    """
+    apply = _account_move_sqlite if connection.vendor == "sqlite" else _account_move_sql
+    for _ in range(2):
+        outcome = apply(posting_id, move)
+        if outcome is not None:
+            return outcome
+        _account_create(move.owner)
+    raise AssertionError(f"no account row for {move.owner}")
+
+
+def _account_move_sql(posting_id: int, move: Move) -> bool | None:
+    account, entry = Account._meta.db_table, LedgerEntry._meta.db_table
+    where = " AND ".join(f"{column} = %s" for column in move.owner.lookup())
+    conditions, params = [], []
+    if move.floor:
+        conditions.append("available_wei + %s::numeric >= 0 AND reserved_wei + %s::numeric >= 0")
+        params += [move.available, move.reserved]
+    if move.job_limit is not None:
+        conditions.append("active_jobs + %s <= %s")
+        params += [move.jobs, move.job_limit]
+    if move.spend_cap is not None:
+        conditions.append("(CASE WHEN spend_month = %s::date THEN month_spent_wei ELSE 0 END) + %s::numeric <= %s::numeric")
+        params += [move.month, move.spent, move.spend_cap]
+    values = ", ".join("(%s, %s::numeric)" for _ in move.entries)
+    # a row still counting an earlier month starts counting this one (a reservation's month)
+    rolls = "(%s AND (spend_month IS NULL OR spend_month < %s::date))"
+    sql = f"""
+        WITH moved AS (
+            UPDATE {account} SET
+                available_wei = available_wei + %s::numeric,
+                reserved_wei = reserved_wei + %s::numeric,
+                active_jobs = GREATEST(active_jobs + %s, 0),
+                month_spent_wei = CASE
+                    WHEN spend_month = %s::date THEN month_spent_wei + %s::numeric
+                    WHEN {rolls} THEN %s::numeric
+                    ELSE month_spent_wei END,
+                spend_month = CASE WHEN {rolls} THEN %s::date ELSE spend_month END
+            WHERE {where} {"AND " if conditions else ""}{" AND ".join(conditions)}
+            RETURNING id
+        ), written AS (
+            INSERT INTO {entry} (transaction_id, account_id, bucket, amount_wei)
+            SELECT %s, moved.id, e.bucket, e.amount FROM moved, (VALUES {values}) AS e (bucket, amount)
+        )
+        SELECT count(*) FROM moved"""
+    month, new_month = move.month, move.new_month and move.month is not None
+    all_params = [
+        move.available, move.reserved, move.jobs,
+        month, move.spent, new_month, month, move.spent,
+        new_month, month, month,
+        *move.owner.lookup().values(), *params,
+        posting_id, *[value for pair in move.entries for value in pair],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, all_params)
+        if cursor.fetchone()[0] == 1:
+            return True
+    return False if Account.objects.filter(**move.owner.lookup()).exists() else None
+
+
+def _account_move_sqlite(posting_id: int, move: Move) -> bool | None:
+    for _ in range(SQLITE_CAS_TRIES):
+        row = Account.objects.filter(**move.owner.lookup()).values(
+            "id", "available_wei", "reserved_wei", "active_jobs", "spend_month", "month_spent_wei").first()
+        if row is None:
+            return None
+        available, reserved = int(row["available_wei"]) + move.available, int(row["reserved_wei"]) + move.reserved
+        counts_month = move.month is not None and row["spend_month"] == move.month
+        rolls = move.new_month and move.month is not None and (
+            row["spend_month"] is None or row["spend_month"] < move.month)
+        spent_before = int(row["month_spent_wei"]) if counts_month else 0
+        if move.floor and (available < 0 or reserved < 0):
+            return False
+        if move.job_limit is not None and row["active_jobs"] + move.jobs > move.job_limit:
+            return False
+        if move.spend_cap is not None and spent_before + move.spent > move.spend_cap:
+            return False
+        if counts_month or rolls:
+            month_spent, spend_month = spent_before + move.spent, move.month
+        else:
+            month_spent, spend_month = int(row["month_spent_wei"]), row["spend_month"]
+        # compare-and-swap: a writer that slipped in between makes this one read again
+        swapped = Account.objects.filter(
+            pk=row["id"], available_wei=row["available_wei"], reserved_wei=row["reserved_wei"],
+            active_jobs=row["active_jobs"], month_spent_wei=row["month_spent_wei"], spend_month=row["spend_month"],
+        ).update(available_wei=available, reserved_wei=reserved, active_jobs=max(row["active_jobs"] + move.jobs, 0),
+                 month_spent_wei=month_spent, spend_month=spend_month)
+        if swapped == 1:
+            LedgerEntry.objects.bulk_create([
+                LedgerEntry(transaction_id=posting_id, account_id=row["id"], bucket=bucket, amount_wei=amount)
+                for bucket, amount in move.entries
+            ])
+            return True
+    raise RuntimeError(f"the account of {move.owner} kept changing under this posting")
+
+
+def key_move(*, api_key_id: int, jobs: int, spent: int, job_limit: int | None = None,
+             budget: int | None = None) -> bool:
+    """Move an API key's counters if its limits allow it after the move, in one statement; False if not."""
+    for _ in range(2):
+        if connection.vendor == "sqlite":
+            outcome = _key_move_sqlite(api_key_id, jobs, spent, job_limit, budget)
+        else:
+            outcome = _key_move_sql(api_key_id, jobs, spent, job_limit, budget)
+        if outcome is not None:
+            return outcome
+        KeySpend.objects.bulk_create([KeySpend(api_key_id=api_key_id)], ignore_conflicts=True)
+    raise AssertionError(f"no spend row for API key {api_key_id}")
+
+
+def _key_move_sql(api_key_id, jobs, spent, job_limit, budget) -> bool | None:
+    conditions, params = [], []
+    if job_limit is not None:
+        conditions.append("active_jobs + %s <= %s")
+        params += [jobs, job_limit]
+    if budget is not None:
+        conditions.append("spent_wei + %s::numeric <= %s::numeric")
+        params += [spent, budget]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {KeySpend._meta.db_table} SET active_jobs = GREATEST(active_jobs + %s, 0), "
+            f"spent_wei = spent_wei + %s::numeric WHERE api_key_id = %s"
+            + "".join(f" AND {condition}" for condition in conditions),
+            [jobs, spent, api_key_id, *params],
+        )
+        if cursor.rowcount == 1:
+            return True
+    return False if KeySpend.objects.filter(pk=api_key_id).exists() else None
+
+
+def _key_move_sqlite(api_key_id, jobs, spent, job_limit, budget) -> bool | None:
+    for _ in range(SQLITE_CAS_TRIES):
+        row = KeySpend.objects.filter(pk=api_key_id).values("active_jobs", "spent_wei").first()
+        if row is None:
+            return None
+        if job_limit is not None and row["active_jobs"] + jobs > job_limit:
+            return False
+        if budget is not None and int(row["spent_wei"]) + spent > budget:
+            return False
+        swapped = KeySpend.objects.filter(pk=api_key_id, **row).update(
+            active_jobs=max(row["active_jobs"] + jobs, 0), spent_wei=int(row["spent_wei"]) + spent)
+        if swapped == 1:
+            return True
+    raise RuntimeError(f"the spend row of API key {api_key_id} kept changing under this posting")
+
+
+def post(*, kind: str, key: str, moves: list[Move], job_id: int | None = None, memo: str = "",
+         created_by=None) -> int:
+    """Post one balanced movement of several rows, or nothing; the posting's id.
+
+    ``moves`` come in the ledger's row order (see the module's docstring). Raises
+    ``AlreadyPosted`` for a key used before and ``InsufficientFunds`` when a row refuses.
+    """
+    from billing.exceptions import InsufficientFunds
+
+    if sum(amount for move in moves for _, amount in move.entries) != 0:
         raise ValueError("a ledger posting must balance to zero")
     with transaction.atomic():
-        # lock the rows in one order, so two postings never wait on each other in a circle
-        ids = sorted({e.account.pk for e in entries})
-        locked = {a.pk: a for a in Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
-        try:
-            with transaction.atomic():
-                posting = LedgerTransaction.objects.create(
-                    kind=kind, key=key, job=job, memo=memo[:300], created_by=created_by
-                )
-        except IntegrityError:
-            raise AlreadyPosted(key) from None
-        for entry in entries:
-            account = locked[entry.account.pk]
-            field = "available_wei" if entry.bucket == AVAILABLE else "reserved_wei"
-            setattr(account, field, getattr(account, field) + Decimal(entry.amount))
-        for account in locked.values():
-            if account.kind not in MAY_GO_NEGATIVE and (account.available_wei < 0 or account.reserved_wei < 0):
+        posting_id = posting_open(kind=kind, key=key, job_id=job_id, memo=memo, created_by=created_by)
+        for move in moves:
+            if not account_move(posting_id, move):
                 raise InsufficientFunds(
-                    f"not enough available balance: {max(account.available_wei, 0)} wei available"
+                    f"not enough available balance: {max(int(_account(move.owner).available_wei), 0)} wei available"
                 )
-        LedgerEntry.objects.bulk_create(
-            [LedgerEntry(transaction=posting, account_id=e.account.pk, bucket=e.bucket, amount_wei=e.amount) for e in entries]
-        )
-        for account in locked.values():
-            account.save(update_fields=["available_wei", "reserved_wei"])
-    return posting
+    return posting_id
+
+
+# --- reads ---------------------------------------------------------------------------
 
 
 def ledger_totals() -> dict[str, int]:
@@ -115,3 +365,14 @@ def conservation_holds() -> bool:
     t = ledger_totals()
     held = t["customer_balances"] + t["customer_reservations"] + t["miner_payouts"] + t["platform_fees"]
     return held == t["deposits"] - t["withdrawals"] and t["entries_sum"] == 0
+
+
+def balances_match_entries() -> bool:
+    """Every account's two figures are the sums of its own entries (nothing moved a row unposted)."""
+    sums: dict = {}
+    for account_id, bucket, amount in LedgerEntry.objects.values_list("account_id", "bucket", "amount_wei").iterator():
+        sums[account_id, bucket] = sums.get((account_id, bucket), 0) + int(amount)
+    return all(
+        sums.get((pk, AVAILABLE), 0) == int(available) and sums.get((pk, RESERVED), 0) == int(reserved)
+        for pk, available, reserved in Account.objects.values_list("pk", "available_wei", "reserved_wei")
+    )

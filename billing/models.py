@@ -61,6 +61,13 @@ class Account(models.Model):
     Every change is a balanced LedgerTransaction; these two figures are the sums
     of its entries, kept on the row so that a balance check is one read.
     The external account stands for the world outside: deposits come from it.
+
+    A customer's row also carries the counters its limits are checked against, so
+    that a reservation tests them in the same conditional statement that moves the
+    money (``billing.ledger``), with no lock held across statements:
+    ``active_jobs`` is the number of the customer's jobs whose bill is open (reserved,
+    not yet settled or released), and ``month_spent_wei`` what the jobs created in
+    ``spend_month`` cost or may still cost (charged once settled, held while reserved).
     """
 
     class Kind(models.TextChoices):
@@ -76,6 +83,9 @@ class Account(models.Model):
     miner = models.OneToOneField("marketplace.Miner", null=True, blank=True, on_delete=models.PROTECT, related_name="account")
     available_wei = WeiField(default=0)
     reserved_wei = WeiField(default=0)
+    active_jobs = models.IntegerField(default=0, help_text="jobs whose bill is open: reserved, not yet closed")
+    spend_month = models.DateField(null=True, blank=True, help_text="the month month_spent_wei counts")
+    month_spent_wei = WeiField(default=0, help_text="charged + still reserved for the jobs created in spend_month")
 
     class Meta:
         constraints = [
@@ -90,6 +100,19 @@ class Account(models.Model):
     @property
     def balance_wei(self):
         return self.available_wei + self.reserved_wei
+
+
+class KeySpend(models.Model):
+    """An API key's counters, checked and moved in one conditional statement per reservation:
+    its jobs with an open bill, and what all its jobs cost or may still cost (its budget's measure)."""
+
+    api_key = models.OneToOneField("marketplace.ApiKey", primary_key=True, on_delete=models.CASCADE,
+                                   related_name="spend")
+    active_jobs = models.IntegerField(default=0)
+    spent_wei = WeiField(default=0, help_text="charged + still reserved, over every job of the key")
+
+    def __str__(self) -> str:
+        return f"spend of {self.api_key_id}"
 
 
 class LedgerTransaction(models.Model):

@@ -1,19 +1,33 @@
-"""Money services: quotes, reservations, settlement, deposits and refunds, all in integer wei."""
+"""Money services: quotes, reservations, settlement, deposits and refunds, all in integer wei.
+
+Billing knows nothing of jobs: it takes values (a customer, an API key, amounts, a
+duration, the pricing inputs, a posting key) and returns figures. ``jobs.services.money``
+reads a Job, calls these, and writes the Job's own money columns.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone as dt_timezone
+from datetime import date
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
-from django.utils import timezone
 
 from billing import ledger
-from billing.fields import wei_total
-from billing.exceptions import AlreadyPosted, KeyBudgetExceeded, PriceAboveMaximum, SpendCapExceeded
-from billing.ledger import AVAILABLE, RESERVED, Entry
-from billing.models import LedgerAdjustment, LedgerTransaction, PricingPolicy
-from billing.selectors import pricing_policy_current
+from billing.exceptions import (
+    AlreadyPosted,
+    ConcurrentJobLimit,
+    InsufficientFunds,
+    KeyBudgetExceeded,
+    PriceAboveMaximum,
+    SpendCapExceeded,
+)
+from billing.ledger import EXTERNAL, PLATFORM, Move, customer_owner, miner_owner
+from billing.models import Account, KeySpend, LedgerAdjustment, LedgerTransaction, PricingPolicy
+from billing.selectors import pricing_policy_current, pricing_policy_forget, pricing_policy_remember, pricing_policy_version
+
+SETTLED, RELEASED = "settled", "released"
+# a refusal whose cause was gone when it was looked at (the row changed meanwhile) is tried again
+MOVE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -58,45 +72,17 @@ def pricing_policy_publish(*, created_by=None, **fields) -> PricingPolicy:
         try:
             with transaction.atomic():
                 latest = PricingPolicy.objects.aggregate(v=Max("version"))["v"] or 0
-                return PricingPolicy.objects.create(version=latest + 1, created_by=created_by, **fields)
+                policy = PricingPolicy.objects.create(version=latest + 1, created_by=created_by, **fields)
+                # this process quotes from the new version as soon as it is committed
+                pricing_policy_forget()
+                transaction.on_commit(lambda: pricing_policy_remember(policy))
+                return policy
         except IntegrityError:  # two staff published at once; take the next number
             continue
     raise RuntimeError("could not allocate a pricing policy version")
 
 
-# --- spending limits -------------------------------------------------------------------
-
-
-def _month_start() -> datetime:
-    now = timezone.now()
-    return datetime(now.year, now.month, 1, tzinfo=dt_timezone.utc)
-
-
-def _committed(jobs) -> int:
-    """What jobs cost or may still cost: charged when settled, held while reserved."""
-    return wei_total(jobs.filter(billing_status="settled"), "charged_price_wei") + wei_total(
-        jobs.filter(billing_status="reserved"), "reserved_price_wei"
-    )
-
-
-def spending_check(*, customer, api_key, amount: int) -> None:
-    """Refuse a reservation that would pass the customer's monthly cap or the key's budget."""
-    from jobs.models import Job
-
-    if customer.monthly_spend_cap_wei is not None:
-        spent = _committed(Job.objects.filter(customer=customer, created_at__gte=_month_start()))
-        if spent + amount > customer.monthly_spend_cap_wei:
-            raise SpendCapExceeded(
-                f"this job ({amount} wei) would take this month's spending to {spent + amount} wei, "
-                f"over the cap of {customer.monthly_spend_cap_wei} wei"
-            )
-    if api_key is not None and api_key.budget_wei is not None:
-        spent = _committed(Job.objects.filter(api_key=api_key))
-        if spent + amount > api_key.budget_wei:
-            raise KeyBudgetExceeded(
-                f"this job ({amount} wei) would take this API key's spending to {spent + amount} wei, "
-                f"over its budget of {api_key.budget_wei} wei"
-            )
+# --- a job's money ---------------------------------------------------------------------
 
 
 def price_within_maximum(*, quote_wei: int, max_price_wei: int | None) -> None:
@@ -104,66 +90,148 @@ def price_within_maximum(*, quote_wei: int, max_price_wei: int | None) -> None:
         raise PriceAboveMaximum(f"the quote is {quote_wei} wei, above your max_price_wei of {max_price_wei}")
 
 
-# --- a job's money ---------------------------------------------------------------------
+def funds_reserve(*, customer, api_key, amount: int, posting_key: str, month: date, job_id: int | None = None) -> None:
+    """Hold ``amount`` on the customer's account within every limit, or raise and hold nothing.
 
+    Limits are exact under concurrency without a lock held across statements: each
+    is a counter moved by the same conditional statement that checks it. The API
+    key's row (its open jobs, and what its jobs cost or may still cost, against
+    ``max_concurrent_jobs`` and ``budget_wei``) is moved first; then the customer's
+    account, in one statement that holds the amount only if it is available, the
+    customer's open jobs stay within ``concurrent_job_limit`` and this month's
+    spending within ``monthly_spend_cap_wei``. A refused statement changes nothing;
+    the error raised makes the caller's transaction roll the rest back. Only then
+    are the rows read, to say which limit refused (the same order as ever: the
+    customer's job limit, the key's, the monthly cap, the key's budget, the balance).
 
-def funds_reserve(*, job, amount: int) -> None:
-    """Hold the quote on the customer's account; called inside the submit transaction."""
-    account = ledger.account_for_customer(job.customer)
-    ledger.post(
-        kind=LedgerTransaction.Kind.RESERVE,
-        key=f"reserve:{job.pk}",
-        job=job,
-        entries=[Entry(account, AVAILABLE, -amount), Entry(account, RESERVED, amount)],
-    )
-
-
-def job_billing_close(*, job) -> None:
-    """Settle a completed job with a verified receipt; release everything for any other end.
-
-    Runs in the transaction that ends the job. A second call (a receipt delivered
-    twice, a redelivered message) finds the job closed and the posting key used.
+    Must run inside the caller's transaction (the one that creates the job).
     """
-    from jobs.models import BillingStatus, Job, JobStatus
+    key_limits = dict(job_limit=api_key.max_concurrent_jobs,
+                      budget=None if api_key.budget_wei is None else int(api_key.budget_wei)) if api_key else {}
+    cap = None if customer.monthly_spend_cap_wei is None else int(customer.monthly_spend_cap_wei)
+    account = Move(customer_owner(customer.pk), available=-amount, reserved=amount, jobs=1, spent=amount,
+                   month=month, new_month=True, job_limit=customer.concurrent_job_limit, spend_cap=cap)
 
-    if job.billing_status != BillingStatus.RESERVED:
-        return
-    reserved = int(job.reserved_price_wei)
-    customer_account = ledger.account_for_customer(job.customer)
-    settle = job.status == JobStatus.COMPLETED and job.receipt_verified and job.node_id is not None
-    if settle:
-        policy = PricingPolicy.objects.filter(version=job.policy_version).first() or pricing_policy_current()
-        duration_ms = int(((job.receipt or {}).get("body") or {}).get("duration_ms", "0") or 0)
-        charged = min(reserved, price_for(policy=policy, model=job.model, gpu_type=job.gpu_type,
-                                          gpu_count=job.gpu_count, priority=job.priority, duration_ms=duration_ms))
-        fee = charged * policy.platform_fee_bps // 10000
-        payout = charged - fee
-        closed = Job.objects.filter(pk=job.pk, billing_status=BillingStatus.RESERVED).update(
-            billing_status=BillingStatus.SETTLED, charged_price_wei=charged, payout_price_wei=payout,
-            fee_price_wei=fee,
+    def refusal(*, key_moved: bool):
+        return _reserve_refusal(customer=customer, api_key=None if key_moved else api_key, amount=amount, month=month)
+
+    with transaction.atomic(savepoint=False):
+        posting_id = ledger.posting_open(kind=LedgerTransaction.Kind.RESERVE, key=posting_key, job_id=job_id)
+        if api_key is not None:
+            _move_or_refuse(lambda: ledger.key_move(api_key_id=api_key.pk, jobs=1, spent=amount, **key_limits),
+                            lambda: refusal(key_moved=False))
+        _move_or_refuse(lambda: ledger.account_move(posting_id, account),
+                        lambda: refusal(key_moved=api_key is not None))
+
+
+def _move_or_refuse(move, refusal) -> None:
+    for _ in range(MOVE_TRIES):
+        if move():
+            return
+        error = refusal()
+        if error is not None:
+            raise error
+    raise InsufficientFunds("the account changed while this job was being reserved; try again")
+
+
+def _reserve_refusal(*, customer, api_key, amount: int, month: date):
+    """Why a reservation was refused, in the order the limits are reported; None if nothing refuses it now.
+
+    ``api_key`` is None when the key's row already took the reservation (its limits passed).
+    """
+    row = Account.objects.filter(customer_id=customer.pk).values(
+        "available_wei", "active_jobs", "spend_month", "month_spent_wei").first() or {
+        "available_wei": 0, "active_jobs": 0, "spend_month": None, "month_spent_wei": 0}
+    key = None
+    if api_key is not None:
+        key = KeySpend.objects.filter(pk=api_key.pk).values("active_jobs", "spent_wei").first() or {
+            "active_jobs": 0, "spent_wei": 0}
+    limit = customer.concurrent_job_limit
+    if row["active_jobs"] + 1 > limit:
+        return ConcurrentJobLimit(
+            f"you already have {limit} jobs queued or running, the most your account allows; wait for one to finish"
         )
-        entries = [
-            Entry(customer_account, RESERVED, -reserved),
-            Entry(customer_account, AVAILABLE, reserved - charged),
-            Entry(ledger.account_for_miner(job.node.miner), AVAILABLE, payout),
-            Entry(ledger.platform_account(), AVAILABLE, fee),
-        ]
-        kind, status = LedgerTransaction.Kind.SETTLE, BillingStatus.SETTLED
-        job.charged_price_wei, job.payout_price_wei, job.fee_price_wei = charged, payout, fee
-    else:
-        closed = Job.objects.filter(pk=job.pk, billing_status=BillingStatus.RESERVED).update(
-            billing_status=BillingStatus.RELEASED
+    key_limit = api_key.max_concurrent_jobs if api_key is not None else None
+    if key_limit is not None and key["active_jobs"] + 1 > key_limit:
+        return ConcurrentJobLimit(f"this API key already has {key_limit} jobs queued or running, the most it is allowed")
+    cap = customer.monthly_spend_cap_wei
+    spent = int(row["month_spent_wei"]) if row["spend_month"] == month else 0
+    if cap is not None and spent + amount > cap:
+        return SpendCapExceeded(
+            f"this job ({amount} wei) would take this month's spending to {spent + amount} wei, over the cap of {cap} wei"
         )
-        entries = [Entry(customer_account, RESERVED, -reserved), Entry(customer_account, AVAILABLE, reserved)]
-        kind, status = LedgerTransaction.Kind.RELEASE, BillingStatus.RELEASED
-    if closed != 1:
-        return  # closed meanwhile by another path: the money moved once already
-    try:
-        ledger.post(kind=kind, key=f"close:{job.pk}", job=job, entries=entries,
-                    memo=f"{job.public_id} {job.status}")
-    except AlreadyPosted:
-        return
-    job.billing_status = status
+    if api_key is not None and api_key.budget_wei is not None and int(key["spent_wei"]) + amount > api_key.budget_wei:
+        return KeyBudgetExceeded(
+            f"this job ({amount} wei) would take this API key's spending to {int(key['spent_wei']) + amount} wei, "
+            f"over its budget of {api_key.budget_wei} wei"
+        )
+    if int(row["available_wei"]) < amount:
+        return InsufficientFunds(f"not enough available balance: {max(int(row['available_wei']), 0)} wei available")
+    return None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How a bill closes: what the customer is charged, the miner paid and the platform keeps.
+
+    The rest of the reservation (``reserved_wei - charged_wei``) goes back to the customer.
+    """
+
+    status: str  # SETTLED or RELEASED
+    reserved_wei: int
+    charged_wei: int = 0
+    payout_wei: int = 0
+    fee_wei: int = 0
+
+
+def settlement_price(*, reserved_wei: int, duration_ms: int, policy_version: int | None, model: str,
+                     gpu_type: str, gpu_count: int, priority: str) -> Settlement:
+    """Charge ``duration_ms`` at the rates of the version quoted, never more than was reserved."""
+    policy = pricing_policy_version(policy_version)
+    charged = min(reserved_wei, price_for(policy=policy, model=model, gpu_type=gpu_type, gpu_count=gpu_count,
+                                          priority=priority, duration_ms=duration_ms))
+    fee = charged * policy.platform_fee_bps // 10000
+    return Settlement(status=SETTLED, reserved_wei=reserved_wei, charged_wei=charged, payout_wei=charged - fee,
+                      fee_wei=fee)
+
+
+def settlement_release(*, reserved_wei: int) -> Settlement:
+    return Settlement(status=RELEASED, reserved_wei=reserved_wei)
+
+
+def funds_close(*, settlement: Settlement, customer_id: int, api_key_id: int | None, miner_id: int | None,
+                month: date, posting_key: str, job_id: int | None = None, memo: str = "") -> None:
+    """Post a settlement: release the reservation, charge, pay the miner, keep the fee; or ``AlreadyPosted``.
+
+    ``month`` is the month the reservation counted in (its spending moves back there).
+    One statement per row, in the ledger's row order; the rows every settlement shares
+    (the miner's, the platform's) come last, so they are held the shortest.
+    """
+    reserved, charged = settlement.reserved_wei, settlement.charged_wei
+    moves = [Move(customer_owner(customer_id), reserved=-reserved, available=reserved - charged, jobs=-1,
+                  spent=charged - reserved, month=month)]
+    if settlement.status == SETTLED:
+        if miner_id is None:
+            raise ValueError("a settlement pays a miner")
+        moves += [Move(miner_owner(miner_id), available=settlement.payout_wei),
+                  Move(PLATFORM, available=settlement.fee_wei)]
+    kind = LedgerTransaction.Kind.SETTLE if settlement.status == SETTLED else LedgerTransaction.Kind.RELEASE
+    with transaction.atomic(savepoint=False):
+        try:
+            posting_id = ledger.posting_open(kind=kind, key=posting_key, job_id=job_id, memo=memo)
+        except AlreadyPosted:
+            posting_id = None  # raised below, outside the block: a used key spoils no transaction
+        else:
+            if api_key_id is not None:
+                ledger.key_move(api_key_id=api_key_id, jobs=-1, spent=charged - reserved)
+            for move in moves:
+                if not ledger.account_move(posting_id, move):
+                    raise InsufficientFunds(f"the reservation of {reserved} wei is not held on the account")
+    if posting_id is None:
+        raise AlreadyPosted(posting_key)
+
+
+# --- deposits and refunds ---------------------------------------------------------------
 
 
 def funds_deposit(*, customer, amount: int, reason: str, created_by=None, key: str | None = None) -> LedgerAdjustment:
@@ -186,15 +254,16 @@ def _adjust(*, customer, kind: str, amount: int, reason: str, created_by=None, j
     adjustment = LedgerAdjustment.objects.create(
         customer=customer, kind=kind, amount_wei=amount, reason=reason, job=job, created_by=created_by
     )
-    source = ledger.external_account() if kind == LedgerAdjustment.Kind.DEPOSIT else ledger.platform_account()
-    posting = ledger.post(
-        kind=LedgerTransaction.Kind.DEPOSIT if kind == LedgerAdjustment.Kind.DEPOSIT else LedgerTransaction.Kind.REFUND,
+    deposit = kind == LedgerAdjustment.Kind.DEPOSIT
+    adjustment.transaction_id = ledger.post(
+        kind=LedgerTransaction.Kind.DEPOSIT if deposit else LedgerTransaction.Kind.REFUND,
         key=key or f"{kind}:{adjustment.pk}",
-        job=job,
+        job_id=getattr(job, "pk", job),
         memo=reason,
         created_by=created_by,
-        entries=[Entry(source, AVAILABLE, -amount), Entry(ledger.account_for_customer(customer), AVAILABLE, amount)],
+        moves=[Move(customer_owner(customer.pk), available=amount), Move(EXTERNAL if deposit else PLATFORM,
+                                                                         available=-amount)],
     )
-    adjustment.transaction = posting
     adjustment.save(update_fields=["transaction"])
     return adjustment
+

@@ -11,14 +11,14 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
-from billing.ledger import account_for_customer
-from billing.models import Account
+from billing.exceptions import ConcurrentJobLimit
 from billing.selectors import pricing_policy_current
-from billing.services import funds_reserve, price_within_maximum, quote_job, spending_check
+from billing.services import price_within_maximum, quote_job
 from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
 from jobs.live import publish_job_row_after_commit
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
-from jobs.selectors import jobs_active_count, model_median_seconds, queue_depth
+from jobs.selectors import model_median_seconds, queue_depth
+from jobs.services.money import job_bills_close_ended, job_funds_reserve
 from marketplace.authentication import CustomerPrincipal
 from nodes.gpus import gpu_type_normalize
 from nodes.selectors import model_is_known, node_capacity_for
@@ -119,6 +119,11 @@ def job_create_reserved(*, principal: CustomerPrincipal, quote, fields: dict, qu
     for attempt in range(DEADLOCK_RETRIES):
         try:
             return _create(principal, quote, fields, queue_deadline)
+        except ConcurrentJobLimit as exc:
+            # a job that ended without closing its bill still counts; close such bills, try once more
+            if attempt == 0 and job_bills_close_ended(customer=principal.customer):
+                continue
+            raise QuotaExceeded(exc.detail) from None
         except OperationalError as exc:
             # PostgreSQL broke a lock cycle by aborting this transaction: nothing was written
             if "deadlock" not in str(exc).lower() or attempt == DEADLOCK_RETRIES - 1:
@@ -133,22 +138,8 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
     now = timezone.now()
     default_deadline = now + timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_SECONDS)
     with transaction.atomic():
-        # one submit at a time per customer, through the row every submit and every
-        # settlement locks first anyway (its account): the concurrent-job quota and the
-        # balance cannot be raced past, and no second lock order exists to deadlock on
-        account = account_for_customer(customer)
-        Account.objects.select_for_update().filter(pk=account.pk).first()
-        if jobs_active_count(customer=customer) >= customer.concurrent_job_limit:
-            raise QuotaExceeded(
-                f"you already have {customer.concurrent_job_limit} jobs queued or running, "
-                "the most your account allows; wait for one to finish"
-            )
-        key_limit = principal.api_key.max_concurrent_jobs if principal.api_key else None
-        if key_limit is not None and jobs_active_count(customer=customer, api_key=principal.api_key) >= key_limit:
-            raise QuotaExceeded(
-                f"this API key already has {key_limit} jobs queued or running, the most it is allowed"
-            )
-        spending_check(customer=customer, api_key=principal.api_key, amount=quote.price_wei)
+        # no lock is taken here: the reservation, last, checks the balance, the spending
+        # limits and the concurrent-job limits in one conditional statement per row
         job = Job.objects.create(
             customer=customer,
             api_key=principal.api_key,
@@ -161,9 +152,9 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
             created_at=now,
             **fields,
         )
-        # the quote is held in the same transaction: no funds, no job
-        funds_reserve(job=job, amount=quote.price_wei)
         JobEvent.objects.create(job=job, new_status=JobStatus.QUEUED, reason="submitted", created_at=now)
+        # the quote is held in the same transaction, as its last statements: no funds, no job
+        job_funds_reserve(job=job)
         transaction.on_commit(lambda: dispatch_job.send(job.pk))
         publish_job_row_after_commit(job)
     return job

@@ -7,9 +7,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from billing.exceptions import ApiError
 from billing.ledger import account_for_customer, account_for_miner, conservation_holds
 from billing.models import Account, LedgerTransaction
-from billing.services import funds_deposit, job_billing_close, pricing_policy_publish
+from billing.services import funds_deposit, pricing_policy_publish
 from jobs.models import Job, JobStatus
 from jobs.services.lifecycle import job_cancel
+from jobs.services.money import job_billing_close
 from jobs.services.submit import JobSpec, job_submit
 from marketplace.authentication import CustomerPrincipal
 from marketplace.services import api_key_create

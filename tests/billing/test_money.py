@@ -4,8 +4,9 @@ from django.utils import timezone
 
 from billing.ledger import account_for_customer, account_for_miner, conservation_holds, ledger_totals, platform_account
 from billing.models import LedgerTransaction
-from billing.services import funds_refund, job_billing_close, pricing_policy_publish
+from billing.services import funds_refund, pricing_policy_publish
 from jobs.models import Job, JobStatus
+from jobs.services.money import job_billing_close
 from tests import factories
 from tests.billing.helpers import complete, end
 
