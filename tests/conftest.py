@@ -68,7 +68,7 @@ def dispatcher(monkeypatch, sent_dispatches):
     from jobs import tasks
     from tests.support.dispatching import Dispatcher
 
-    dispatcher = Dispatcher()
+    dispatcher = Dispatcher(sent_dispatches)
     monkeypatch.setattr(tasks.dispatch_job, "send", dispatcher.send)
     dispatcher.start()
     yield dispatcher

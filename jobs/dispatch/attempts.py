@@ -272,6 +272,12 @@ def attempt_abandoned(*, job: Job, error: str, strike: bool = True, exclude: boo
 
 
 @transaction.atomic
+def job_fail_pinned_node_gone(*, job: Job) -> None:
+    """A queued job that only its node may run, and that node went away: no other can take it."""
+    _fail(job, f"node {job.pinned_node.public_id} is not online", code="no_healthy_candidates")
+
+
+@transaction.atomic
 def job_expire(*, job: Job) -> None:
     """No node took it in time (or its sealed request expired first)."""
     if job.pinned_node_id:

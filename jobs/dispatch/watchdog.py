@@ -8,9 +8,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from jobs.dispatch.attempts import attempt_abandoned, attempt_timed_out, job_expire
+from jobs.dispatch.attempts import attempt_abandoned, attempt_timed_out, job_expire, job_fail_pinned_node_gone
 from jobs.dispatch.scheduler import schedule
 from jobs.models import TERMINAL, BillingStatus, Job, JobStatus
 from jobs.services.money import job_billing_close
@@ -42,6 +43,14 @@ def jobs_watch(*, now=None) -> int:
     for job in active.filter(node__last_heartbeat_at__lt=horizon)[:BATCH]:
         attempt_abandoned(job=job, error=f"lost node {job.node.public_id}: no heartbeat for "
                                          f"{settings.NODE_OFFLINE_AFTER_SECONDS} s")
+        actions += 1
+    # a job that may run on one node only (private, a subscription's interval) fails once that
+    # node is gone for good, instead of waiting out its queue deadline
+    pinned_away = Job.objects.filter(status=JobStatus.QUEUED, pinned_node__isnull=False).filter(
+        Q(pinned_node__last_heartbeat_at__lt=horizon) | Q(pinned_node__last_heartbeat_at__isnull=True)
+    ).select_related("pinned_node")
+    for job in pinned_away[:BATCH]:
+        job_fail_pinned_node_gone(job=job)
         actions += 1
     # a finished job whose bill is still open (none should be: ending closes it in the
     # same transaction) has its reservation released, so no funds stay held forever

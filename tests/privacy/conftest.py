@@ -13,7 +13,7 @@ CONTAINERS = [
 
 
 @pytest.fixture
-def enroll(live_server, tmp_path):
+def enroll(live_server, tmp_path, dispatcher):
     agents = []
 
     def _enroll(name: str, **config):

@@ -1,18 +1,16 @@
-"""What the private-job tests do where a worker or an accountant would."""
-import threading
-import time
+"""What the private-job tests do where a customer or an accountant would.
 
+The ``dispatcher`` fixture is the worker: scheduler passes and the watchdog.
+"""
 from billing.ledger import account_for_customer
-from jobs.dispatch import dispatch
-from jobs.models import Job, JobStatus
+from jobs.models import TERMINAL, Job, JobStatus
+from tests.support.dispatching import wait_for
 
 
-def run(job_id: str) -> Job:
-    """What a worker does with the job's dispatch message."""
-    job = Job.objects.get(public_id=job_id)
-    dispatch(job.pk)
-    job.refresh_from_db()
-    return job
+def run(job_id: str, timeout: float = 30) -> Job:
+    """Wait for the job to end, as a customer polling it would."""
+    return wait_for(lambda: (job := Job.objects.get(public_id=job_id)).status in TERMINAL and job, timeout=timeout,
+                    message=f"job {job_id} did not end: {Job.objects.get(public_id=job_id).status_reason}")
 
 
 def balances(customer):
@@ -21,12 +19,16 @@ def balances(customer):
     return int(account.available_wei), int(account.reserved_wei)
 
 
-def run_until_running(job_id: str) -> threading.Thread:
-    """Dispatch in a worker thread, as a worker would; return once the job runs on its node."""
-    worker = threading.Thread(target=run, args=(job_id,))
-    worker.start()
-    deadline = time.monotonic() + 20
-    while Job.objects.get(public_id=job_id).status != JobStatus.RUNNING:
-        assert time.monotonic() < deadline, "the job did not start on its node"
-        time.sleep(0.05)
-    return worker
+class _Ending:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+
+    def join(self, timeout: float = 30) -> None:
+        run(self.job_id, timeout)
+
+
+def run_until_running(job_id: str) -> _Ending:
+    """Return once the job runs on its node; ``.join()`` waits for its end."""
+    wait_for(lambda: Job.objects.get(public_id=job_id).status == JobStatus.RUNNING, timeout=20,
+             message="the job did not start on its node")
+    return _Ending(job_id)

@@ -12,13 +12,13 @@ import pytest
 import requests
 
 from jobs.models import Job, JobStatus
-from jobs.node_client import node_job_result
 from nodes.models import Node
 from privacy.client import PrivateInferenceClient, PrivateInferenceError
 from privacy.relay import private_result_check
 from privacy.transport import TransportError, b64u, b64u_decode
 from tests import factories
 from tests.privacy.helpers import balances, run, run_until_running
+from tests.support.dispatching import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,11 +58,13 @@ def test_a_private_job_round_trips_sealed_and_settles_on_a_verified_receipt(enro
     assert again.value.code == "already_opened", "the response secret is forgotten once used"
 
 
-def test_the_same_job_id_and_body_is_the_same_job_and_a_different_body_is_a_conflict(enroll, client, live_server):
+def test_the_same_job_id_and_body_is_the_same_job_and_a_different_body_is_a_conflict(enroll, client, live_server,
+                                                                                     dispatcher):
     enroll("alpha")
     (offer,) = client.nodes()
     job = client.seal(offer, model_id="echo", input="x")
-    first, second = client.send(job), client.send(job)
+    with dispatcher.hold():  # the same answer both times: the job has not moved in between
+        first, second = client.send(job), client.send(job)
     assert first == second and Job.objects.filter(public_id=job.job_id).count() == 1
     with pytest.raises(PrivateInferenceError) as conflict:
         client.send(job, max_price_wei=int(offer.models["echo"]) + 1)
@@ -164,45 +166,48 @@ def test_what_only_the_node_can_detect_fails_the_job_with_its_code_and_releases_
     assert balances(customer) == before
 
 
-def test_the_node_refuses_a_replayed_or_expired_request(enroll, client, customer):
-    agent = enroll("alpha")
+def test_the_node_refuses_a_sealed_request_sent_to_it_again(enroll, client, customer):
+    enroll("alpha")
     (offer,) = client.nodes()
     job = client.seal(offer, model_id="echo", input="replay-me-plaintext")
-    push = {"job_id": job.job_id, "customer_id": customer.public_id, "model_id": "echo",
-            "expires_at": job.context.expires_at, "encrypted_request": job.request_envelope}
-    first = requests.post(agent.url + "/api/private/jobs/stream", json=push, headers=agent.push, timeout=10)
-    assert first.status_code == 200 and '"encrypted_response"' in first.text
-    assert "replay-me-plaintext" not in first.text, "the node answers the marketplace with ciphertext only"
-    replay = requests.post(agent.url + "/api/private/jobs/stream", json=push, headers=agent.push, timeout=10)
-    assert replay.status_code == 400 and replay.json()["params"]["code"] == "replayed_request"
+    client.send(job)
+    assert run(job.job_id).status == JobStatus.COMPLETED
+    # a marketplace (or someone holding its socket) that sends the same envelope once more
+    stored = Job.objects.get(public_id=job.job_id)
+    Job.objects.filter(pk=stored.pk).update(status=JobStatus.QUEUED, node=None, completed_at=None)
+    from jobs.dispatch.scheduler import schedule
 
-    old = client.seal(offer, model_id="echo", input="x", ttl_seconds=-1)
-    expired = {**push, "job_id": old.job_id, "expires_at": old.context.expires_at,
-               "encrypted_request": old.request_envelope}
-    refused = requests.post(agent.url + "/api/private/jobs/stream", json=expired, headers=agent.push, timeout=10)
-    assert refused.status_code == 400 and refused.json()["params"]["code"] == "expired_request"
-
-    stranger = requests.post(agent.url + "/api/private/jobs/stream", json=push, timeout=10)
-    assert stranger.status_code == 401, "only the marketplace pushes private jobs"
+    schedule()
+    replayed = run(job.job_id)
+    assert (replayed.status, replayed.error_code) == (JobStatus.FAILED, "replayed_request"), replayed.status_reason
+    assert replayed.attempts.count() == 2 and replayed.billing_status == "settled", "charged once, for the first run"
 
 
-def test_a_request_that_expires_in_the_queue_expires_with_its_code(enroll, client, customer):
+def test_the_node_has_no_http_route_for_the_marketplaces_jobs(enroll):
+    agent = enroll("alpha")
+    pushed = requests.post(agent.url + "/api/private/jobs/stream", json={}, timeout=10)
+    assert pushed.status_code == 404, "private jobs reach a node over its own socket only"
+
+
+def test_a_request_that_expires_in_the_queue_expires_with_its_code(enroll, client, customer, dispatcher):
     enroll("alpha")
     (offer,) = client.nodes()
     job = client.seal(offer, model_id="echo", input="x", ttl_seconds=1)
-    client.send(job)
-    time.sleep(1.2)
+    with dispatcher.hold():
+        client.send(job)
+        time.sleep(1.2)
     stored = run(job.job_id)
     assert (stored.status, stored.error_code, stored.billing_status) == (JobStatus.EXPIRED, "expired_request", "released")
 
 
-def test_a_job_whose_node_stays_busy_expires_with_no_healthy_candidates(enroll, client, customer):
+def test_a_job_whose_node_stays_busy_expires_with_no_healthy_candidates(enroll, client, customer, dispatcher):
     from django.utils import timezone
 
     enroll("alpha")
     (offer,) = client.nodes()
-    job = client.submit(offer, model_id="echo", input="x")
-    Job.objects.filter(public_id=job.job_id).update(queue_deadline=timezone.now())  # waited its longest
+    with dispatcher.hold():
+        job = client.submit(offer, model_id="echo", input="x")
+        Job.objects.filter(public_id=job.job_id).update(queue_deadline=timezone.now())  # waited its longest
     stored = run(job.job_id)
     assert (stored.status, stored.error_code, stored.billing_status) == (JobStatus.EXPIRED, "no_healthy_candidates", "released")
     assert "no free slot" in stored.status_reason
@@ -229,13 +234,14 @@ def test_a_private_job_runs_on_its_node_or_nowhere(enroll, client, customer):
     assert (offline.value.status, offline.value.code) == (503, "no_healthy_candidates")
 
 
-def test_a_job_whose_node_went_offline_while_queued_fails_and_is_refunded(enroll, client, customer):
+def test_a_job_whose_node_went_offline_while_queued_fails_and_is_refunded(enroll, client, customer, dispatcher):
     agent = enroll("alpha")
     (offer,) = client.nodes()
     before = balances(customer)
-    job = client.submit(offer, model_id="echo", input="x")
-    agent.stop()
-    Node.objects.filter(pk=agent.node.pk).update(last_heartbeat_at=None)
+    with dispatcher.hold():
+        job = client.submit(offer, model_id="echo", input="x")
+        agent.stop()
+        Node.objects.filter(pk=agent.node.pk).update(last_heartbeat_at=None)
     stored = run(job.job_id)
     assert (stored.status, stored.error_code, stored.billing_status) == (JobStatus.FAILED, "no_healthy_candidates", "released")
     assert balances(customer) == before
@@ -246,7 +252,8 @@ def test_the_marketplace_settles_only_on_a_receipt_that_checks(enroll, client):
     (offer,) = client.nodes()
     job = client.submit(offer, model_id="echo", input="x")
     stored = run(job.job_id)
-    result = node_job_result(agent.node, stored.node_job_id)
+    result = {"id": stored.node_job_id, "status": "success", "receipt": stored.receipt,
+              "result": {"container": "echo", "encrypted_response": stored.encrypted_response}}
     assert private_result_check(job=stored, node=agent.node, result=result).receipt_hash == stored.receipt_hash
 
     forged_hash = {**result, "receipt": {**result["receipt"], "hash": "0" * 64}}
@@ -374,6 +381,5 @@ def test_a_private_job_is_cancelled_on_its_node_and_refunded(enroll, client, cus
     worker.join(timeout=30)
     stored = Job.objects.get(public_id=job.job_id)
     assert stored.status == JobStatus.CANCELLED and stored.billing_status == "released"
-    on_node = requests.get(agent.url + "/api/jobs", params={"id": stored.node_job_id}, headers=agent.push, timeout=5)
-    assert on_node.json()[0]["reason"] == "cancelled"
+    wait_for(lambda: "cancelled at the marketplace's request" in agent.log(), message=agent.log())
     assert client.get(job.job_id)["status"] == "cancelled" and balances(customer) == before

@@ -6,6 +6,7 @@ watchdog sweeps in a background thread as a worker's sweeper does.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -16,18 +17,30 @@ from jobs.dispatch.watchdog import jobs_watch
 
 
 class Dispatcher:
-    def __init__(self, sweep_seconds: float = 0.2) -> None:
-        self.passes = 0
+    def __init__(self, sent: list | None = None, sweep_seconds: float = 0.2) -> None:
+        self.sent = sent if sent is not None else []
         self.sweep_seconds = sweep_seconds
         self._stop = threading.Event()
+        self._held = threading.Event()
         self._thread = threading.Thread(target=self._sweep, name="test-watchdog", daemon=True)
 
     def send(self, *args, **kwargs) -> None:
-        self.passes += 1
+        self.sent.append(args)
+        if self._held.is_set():
+            return
         try:
             schedule()
         finally:
             close_old_connections()
+
+    @contextlib.contextmanager
+    def hold(self):
+        """No scheduling and no sweeps inside: the worker is busy elsewhere (messages wait)."""
+        self._held.set()
+        try:
+            yield
+        finally:
+            self._held.clear()
 
     def start(self) -> None:
         self._thread.start()
@@ -38,6 +51,8 @@ class Dispatcher:
 
     def _sweep(self) -> None:
         while not self._stop.wait(self.sweep_seconds):
+            if self._held.is_set():
+                continue
             try:
                 jobs_watch()
             except Exception:  # a sweep racing the test's own teardown; the next one runs
