@@ -49,7 +49,7 @@ def node(*, models=("echo",), gpu_type="", gpu_count=0, vram_gb=0.0, online=True
         miner=owner or miner(),
         name=f"node-{n}",
         url=url,
-        identity_public_key=secrets.token_urlsafe(32)[:43],
+        identity_public_key=fields.pop("identity_public_key", secrets.token_urlsafe(32)[:43]),
         token_hash=secret_hash(secrets.token_hex(8)),
         approval=Node.Approval.APPROVED,
         containers=list(models),

@@ -88,7 +88,7 @@ def test_a_container_error_fails_the_job_without_failover(enroll, dispatcher):
 
 
 def test_a_node_killed_mid_job_fails_over_after_the_grace(enroll, dispatcher, settings):
-    settings.NODE_OFFLINE_AFTER_SECONDS = 3
+    settings.NODE_OFFLINE_AFTER_SECONDS, settings.NODE_HEARTBEAT_SECONDS = 3, 1
     first = enroll("first")
     job = make_job(dispatcher, model="sleep", input={"seconds": 2})
     wait_job(job, (JobStatus.RUNNING,))
