@@ -207,12 +207,18 @@ def test_cancelling_a_queued_job_is_idempotent(alice_api, echo_node):
     assert list(JobEvent.objects.filter(job=job).values_list("new_status", flat=True)) == ["queued", "cancelled"]
 
 
-def test_cancelling_a_running_job_reaches_its_node(alice_api, echo_node, sent_dispatches, django_capture_on_commit_callbacks):
+def test_cancelling_a_running_job_reaches_its_node(alice_api, echo_node, monkeypatch, django_capture_on_commit_callbacks):
+    from jobs.dispatch import node_channel
+
+    frames = []
+    monkeypatch.setattr(node_channel, "send_to_channel", lambda channel, message: frames.append((channel, message)))
     job_id = submit(alice_api).json()["job_id"]
-    Job.objects.filter(public_id=job_id).update(status=JobStatus.RUNNING, node=echo_node, node_job_id="n-1")
+    Job.objects.filter(public_id=job_id).update(status=JobStatus.RUNNING, node=echo_node, node_job_id="n-1",
+                                                attempt_count=1)
     with django_capture_on_commit_callbacks(execute=True):
         assert alice_api.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
-    assert ("cancel", echo_node.public_id, "n-1") in sent_dispatches
+    cancel = {"type": "cancel", "job_id": job_id, "attempt": 1}
+    assert frames == [(echo_node.channel_name, {"type": "node.frame", "frame": cancel})]
 
 
 def test_a_finished_job_cannot_be_cancelled(alice_api, echo_node):
