@@ -167,70 +167,141 @@ def posting_open(*, kind: str, key: str, job_id: int | None = None, memo: str = 
     return row[0]
 
 
-def account_move(posting_id: int, move: Move) -> bool:
-    """Apply ``move`` to its row and write its entries, in one statement; False if the row refused it.
+@dataclass(frozen=True)
+class KeyMove:
+    """What an API key's counters gain in a posting, and the limits they must still meet afterwards."""
 
-    A row that does not exist yet is made (it holds nothing), then the move is tried on it.
+    api_key_id: int
+    jobs: int = 0
+    spent: int = 0
+    job_limit: int | None = None
+    budget: int | None = None
+
+
+def moves_apply(posting_id: int, steps: list) -> int | None:
+    """Apply ``steps`` (``KeyMove`` and ``Move``, in the ledger's row order) and write their entries.
+
+    Returns None when every step applied, or the index of the first step its row
+    refused: the steps before it applied, none after it did (the caller raises, and
+    its transaction rolls them back). On PostgreSQL all the steps are one statement,
+    each row's update conditional on its own limits and on the step before it having
+    applied, so the rows are locked in this order and held from that one statement
+    to the commit. A row that does not exist yet is made (it holds nothing), and the
+    steps from it on are tried again.
     """
-    apply = _account_move_sqlite if connection.vendor == "sqlite" else _account_move_sql
-    for _ in range(2):
-        outcome = apply(posting_id, move)
-        if outcome is not None:
-            return outcome
-        _account_create(move.owner)
-    raise AssertionError(f"no account row for {move.owner}")
+    done, tries, last_refused = 0, 0, None
+    while done < len(steps):
+        if connection.vendor == "sqlite":
+            done += _apply_one_by_one(posting_id, steps[done:])
+        else:
+            done += _apply_in_one_statement(posting_id, steps[done:])
+        if done == len(steps):
+            return None
+        tries += 1
+        if tries > 2 * len(steps) + 2:
+            return done
+        if not _row_exists(steps[done]):
+            _row_create(steps[done])
+        elif last_refused == done:
+            return done
+        else:
+            # the row may have been made by another posting after this statement began
+            # (it saw no row): a refusal counts only when the row refuses it again
+            last_refused = done
+    return None
 
 
-def _account_move_sql(posting_id: int, move: Move) -> bool | None:
-    account, entry = Account._meta.db_table, LedgerEntry._meta.db_table
-    where = " AND ".join(f"{column} = %s" for column in move.owner.lookup())
-    conditions, params = [], []
-    if move.floor:
-        conditions.append("available_wei + %s::numeric >= 0 AND reserved_wei + %s::numeric >= 0")
-        params += [move.available, move.reserved]
-    if move.job_limit is not None:
-        conditions.append("active_jobs + %s <= %s")
-        params += [move.jobs, move.job_limit]
-    if move.spend_cap is not None:
-        conditions.append("(CASE WHEN spend_month = %s::date THEN month_spent_wei ELSE 0 END) + %s::numeric <= %s::numeric")
-        params += [move.month, move.spent, move.spend_cap]
-    values = ", ".join("(%s, %s::numeric)" for _ in move.entries)
+def _row_exists(step) -> bool:
+    if isinstance(step, KeyMove):
+        return KeySpend.objects.filter(pk=step.api_key_id).exists()
+    return Account.objects.filter(**step.owner.lookup()).exists()
+
+
+def _row_create(step) -> None:
+    # two first postings may race to make the row: the second insert does nothing
+    if isinstance(step, KeyMove):
+        KeySpend.objects.bulk_create([KeySpend(api_key_id=step.api_key_id)], ignore_conflicts=True)
+    else:
+        _account_create(step.owner)
+
+
+def _apply_one_by_one(posting_id: int, steps: list) -> int:
+    for index, step in enumerate(steps):
+        if isinstance(step, KeyMove):
+            applied = _key_move_sqlite(step.api_key_id, step.jobs, step.spent, step.job_limit, step.budget)
+        else:
+            applied = _account_move_sqlite(posting_id, step)
+        if not applied:
+            return index
+    return len(steps)
+
+
+def _apply_in_one_statement(posting_id: int, steps: list) -> int:
+    ctes, params, writes, write_params = [], [], [], []
+    for index, step in enumerate(steps):
+        after = f" AND EXISTS (SELECT 1 FROM s{index - 1})" if index else ""
+        sql, step_params = _key_sql(step) if isinstance(step, KeyMove) else _account_sql(step)
+        ctes.append(f"s{index} AS ({sql}{after} RETURNING {'api_key_id' if isinstance(step, KeyMove) else 'id'} AS id)")
+        params += step_params
+        if isinstance(step, Move):
+            values = ", ".join("(%s, %s::numeric)" for _ in step.entries)
+            writes.append(f"SELECT %s::bigint, s{index}.id, e.bucket, e.amount FROM s{index}, "
+                          f"(VALUES {values}) AS e (bucket, amount)")
+            write_params += [posting_id, *[value for entry in step.entries for value in entry]]
+    if writes:
+        ctes.append(f"written AS (INSERT INTO {LedgerEntry._meta.db_table} (transaction_id, account_id, bucket, "
+                    f"amount_wei) {' UNION ALL '.join(writes)})")
+        params += write_params
+    counted = " + ".join(f"(SELECT count(*) FROM s{index})" for index in range(len(steps)))
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(ctes)} SELECT {counted}", params)
+        return cursor.fetchone()[0]
+
+
+def _key_sql(step: KeyMove) -> tuple[str, list]:
+    conditions, params = [], [step.jobs, step.spent, step.api_key_id]
+    if step.job_limit is not None:
+        conditions.append(" AND active_jobs + %s <= %s")
+        params += [step.jobs, step.job_limit]
+    if step.budget is not None:
+        conditions.append(" AND spent_wei + %s::numeric <= %s::numeric")
+        params += [step.spent, step.budget]
+    return (f"UPDATE {KeySpend._meta.db_table} SET active_jobs = GREATEST(active_jobs + %s, 0), "
+            f"spent_wei = spent_wei + %s::numeric WHERE api_key_id = %s{''.join(conditions)}"), params
+
+
+def _account_sql(move: Move) -> tuple[str, list]:
+    month, new_month = move.month, move.new_month and move.month is not None
     # a row still counting an earlier month starts counting this one (a reservation's month)
     rolls = "(%s AND (spend_month IS NULL OR spend_month < %s::date))"
-    sql = f"""
-        WITH moved AS (
-            UPDATE {account} SET
-                available_wei = available_wei + %s::numeric,
-                reserved_wei = reserved_wei + %s::numeric,
-                active_jobs = GREATEST(active_jobs + %s, 0),
-                month_spent_wei = CASE
-                    WHEN spend_month = %s::date THEN month_spent_wei + %s::numeric
-                    WHEN {rolls} THEN %s::numeric
-                    ELSE month_spent_wei END,
-                spend_month = CASE WHEN {rolls} THEN %s::date ELSE spend_month END
-            WHERE {where} {"AND " if conditions else ""}{" AND ".join(conditions)}
-            RETURNING id
-        ), written AS (
-            INSERT INTO {entry} (transaction_id, account_id, bucket, amount_wei)
-            SELECT %s, moved.id, e.bucket, e.amount FROM moved, (VALUES {values}) AS e (bucket, amount)
-        )
-        SELECT count(*) FROM moved"""
-    month, new_month = move.month, move.new_month and move.month is not None
-    all_params = [
-        move.available, move.reserved, move.jobs,
-        month, move.spent, new_month, month, move.spent,
-        new_month, month, month,
-        *move.owner.lookup().values(), *params,
-        posting_id, *[value for pair in move.entries for value in pair],
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, all_params)
-        if cursor.fetchone()[0] == 1:
-            return True
-    return False if Account.objects.filter(**move.owner.lookup()).exists() else None
+    params = [move.available, move.reserved, move.jobs, month, move.spent, new_month, month, move.spent,
+              new_month, month, month, *move.owner.lookup().values()]
+    conditions = []
+    if move.floor:
+        conditions.append(" AND available_wei + %s::numeric >= 0 AND reserved_wei + %s::numeric >= 0")
+        params += [move.available, move.reserved]
+    if move.job_limit is not None:
+        conditions.append(" AND active_jobs + %s <= %s")
+        params += [move.jobs, move.job_limit]
+    if move.spend_cap is not None:
+        conditions.append(" AND (CASE WHEN spend_month = %s::date THEN month_spent_wei ELSE 0 END)"
+                          " + %s::numeric <= %s::numeric")
+        params += [month, move.spent, move.spend_cap]
+    where = " AND ".join(f"{column} = %s" for column in move.owner.lookup())
+    return f"""UPDATE {Account._meta.db_table} SET
+            available_wei = available_wei + %s::numeric,
+            reserved_wei = reserved_wei + %s::numeric,
+            active_jobs = GREATEST(active_jobs + %s, 0),
+            month_spent_wei = CASE
+                WHEN spend_month = %s::date THEN month_spent_wei + %s::numeric
+                WHEN {rolls} THEN %s::numeric
+                ELSE month_spent_wei END,
+            spend_month = CASE WHEN {rolls} THEN %s::date ELSE spend_month END
+        WHERE {where}{''.join(conditions)}""", params
 
 
 def _account_move_sqlite(posting_id: int, move: Move) -> bool | None:
+    """The same move on SQLite: read, compute in Python, compare-and-swap; None if there is no row."""
     for _ in range(SQLITE_CAS_TRIES):
         row = Account.objects.filter(**move.owner.lookup()).values(
             "id", "available_wei", "reserved_wei", "active_jobs", "spend_month", "month_spent_wei").first()
@@ -266,40 +337,6 @@ def _account_move_sqlite(posting_id: int, move: Move) -> bool | None:
     raise RuntimeError(f"the account of {move.owner} kept changing under this posting")
 
 
-def key_move(*, api_key_id: int, jobs: int, spent: int, job_limit: int | None = None,
-             budget: int | None = None) -> bool:
-    """Move an API key's counters if its limits allow it after the move, in one statement; False if not."""
-    for _ in range(2):
-        if connection.vendor == "sqlite":
-            outcome = _key_move_sqlite(api_key_id, jobs, spent, job_limit, budget)
-        else:
-            outcome = _key_move_sql(api_key_id, jobs, spent, job_limit, budget)
-        if outcome is not None:
-            return outcome
-        KeySpend.objects.bulk_create([KeySpend(api_key_id=api_key_id)], ignore_conflicts=True)
-    raise AssertionError(f"no spend row for API key {api_key_id}")
-
-
-def _key_move_sql(api_key_id, jobs, spent, job_limit, budget) -> bool | None:
-    conditions, params = [], []
-    if job_limit is not None:
-        conditions.append("active_jobs + %s <= %s")
-        params += [jobs, job_limit]
-    if budget is not None:
-        conditions.append("spent_wei + %s::numeric <= %s::numeric")
-        params += [spent, budget]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {KeySpend._meta.db_table} SET active_jobs = GREATEST(active_jobs + %s, 0), "
-            f"spent_wei = spent_wei + %s::numeric WHERE api_key_id = %s"
-            + "".join(f" AND {condition}" for condition in conditions),
-            [jobs, spent, api_key_id, *params],
-        )
-        if cursor.rowcount == 1:
-            return True
-    return False if KeySpend.objects.filter(pk=api_key_id).exists() else None
-
-
 def _key_move_sqlite(api_key_id, jobs, spent, job_limit, budget) -> bool | None:
     for _ in range(SQLITE_CAS_TRIES):
         row = KeySpend.objects.filter(pk=api_key_id).values("active_jobs", "spent_wei").first()
@@ -329,11 +366,10 @@ def post(*, kind: str, key: str, moves: list[Move], job_id: int | None = None, m
         raise ValueError("a ledger posting must balance to zero")
     with transaction.atomic():
         posting_id = posting_open(kind=kind, key=key, job_id=job_id, memo=memo, created_by=created_by)
-        for move in moves:
-            if not account_move(posting_id, move):
-                raise InsufficientFunds(
-                    f"not enough available balance: {max(int(_account(move.owner).available_wei), 0)} wei available"
-                )
+        refused = moves_apply(posting_id, moves)
+        if refused is not None:
+            available = int(_account(moves[refused].owner).available_wei)
+            raise InsufficientFunds(f"not enough available balance: {max(available, 0)} wei available")
     return posting_id
 
 

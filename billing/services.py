@@ -21,7 +21,7 @@ from billing.exceptions import (
     PriceAboveMaximum,
     SpendCapExceeded,
 )
-from billing.ledger import EXTERNAL, PLATFORM, Move, customer_owner, miner_owner
+from billing.ledger import EXTERNAL, PLATFORM, KeyMove, Move, customer_owner, miner_owner
 from billing.models import Account, KeySpend, LedgerAdjustment, LedgerTransaction, PricingPolicy
 from billing.selectors import pricing_policy_current, pricing_policy_forget, pricing_policy_remember, pricing_policy_version
 
@@ -96,42 +96,38 @@ def funds_reserve(*, customer, api_key, amount: int, posting_key: str, month: da
     Limits are exact under concurrency without a lock held across statements: each
     is a counter moved by the same conditional statement that checks it. The API
     key's row (its open jobs, and what its jobs cost or may still cost, against
-    ``max_concurrent_jobs`` and ``budget_wei``) is moved first; then the customer's
-    account, in one statement that holds the amount only if it is available, the
-    customer's open jobs stay within ``concurrent_job_limit`` and this month's
-    spending within ``monthly_spend_cap_wei``. A refused statement changes nothing;
-    the error raised makes the caller's transaction roll the rest back. Only then
-    are the rows read, to say which limit refused (the same order as ever: the
+    ``max_concurrent_jobs`` and ``budget_wei``) moves first, then the customer's
+    account, which holds the amount only if it is available, the customer's open
+    jobs stay within ``concurrent_job_limit`` and this month's spending within
+    ``monthly_spend_cap_wei``; on PostgreSQL both rows and their entries are one
+    statement (``ledger.moves_apply``). A refused row changes nothing; the error
+    raised makes the caller's transaction roll the rest back. Only then are the rows
+    read, to say which limit refused (in the order they were always reported: the
     customer's job limit, the key's, the monthly cap, the key's budget, the balance).
 
     Must run inside the caller's transaction (the one that creates the job).
     """
-    key_limits = dict(job_limit=api_key.max_concurrent_jobs,
-                      budget=None if api_key.budget_wei is None else int(api_key.budget_wei)) if api_key else {}
     cap = None if customer.monthly_spend_cap_wei is None else int(customer.monthly_spend_cap_wei)
-    account = Move(customer_owner(customer.pk), available=-amount, reserved=amount, jobs=1, spent=amount,
-                   month=month, new_month=True, job_limit=customer.concurrent_job_limit, spend_cap=cap)
-
-    def refusal(*, key_moved: bool):
-        return _reserve_refusal(customer=customer, api_key=None if key_moved else api_key, amount=amount, month=month)
-
+    steps: list = [Move(customer_owner(customer.pk), available=-amount, reserved=amount, jobs=1, spent=amount,
+                        month=month, new_month=True, job_limit=customer.concurrent_job_limit, spend_cap=cap)]
+    if api_key is not None:
+        budget = None if api_key.budget_wei is None else int(api_key.budget_wei)
+        steps.insert(0, KeyMove(api_key.pk, jobs=1, spent=amount, job_limit=api_key.max_concurrent_jobs, budget=budget))
     with transaction.atomic(savepoint=False):
         posting_id = ledger.posting_open(kind=LedgerTransaction.Kind.RESERVE, key=posting_key, job_id=job_id)
-        if api_key is not None:
-            _move_or_refuse(lambda: ledger.key_move(api_key_id=api_key.pk, jobs=1, spent=amount, **key_limits),
-                            lambda: refusal(key_moved=False))
-        _move_or_refuse(lambda: ledger.account_move(posting_id, account),
-                        lambda: refusal(key_moved=api_key is not None))
-
-
-def _move_or_refuse(move, refusal) -> None:
-    for _ in range(MOVE_TRIES):
-        if move():
-            return
-        error = refusal()
-        if error is not None:
-            raise error
-    raise InsufficientFunds("the account changed while this job was being reserved; try again")
+        done = 0
+        for _ in range(MOVE_TRIES):
+            refused = ledger.moves_apply(posting_id, steps[done:])
+            if refused is None:
+                return
+            done += refused
+            # the rows refused; read them to say why (the key's row passed if it came before)
+            key_passed = api_key is not None and done > 0
+            error = _reserve_refusal(customer=customer, api_key=None if key_passed else api_key, amount=amount,
+                                     month=month)
+            if error is not None:
+                raise error
+        raise InsufficientFunds("the account changed while this job was being reserved; try again")
 
 
 def _reserve_refusal(*, customer, api_key, amount: int, month: date):
@@ -222,11 +218,9 @@ def funds_close(*, settlement: Settlement, customer_id: int, api_key_id: int | N
         except AlreadyPosted:
             posting_id = None  # raised below, outside the block: a used key spoils no transaction
         else:
-            if api_key_id is not None:
-                ledger.key_move(api_key_id=api_key_id, jobs=-1, spent=charged - reserved)
-            for move in moves:
-                if not ledger.account_move(posting_id, move):
-                    raise InsufficientFunds(f"the reservation of {reserved} wei is not held on the account")
+            steps = [KeyMove(api_key_id, jobs=-1, spent=charged - reserved)] if api_key_id is not None else []
+            if ledger.moves_apply(posting_id, steps + moves) is not None:
+                raise InsufficientFunds(f"the reservation of {reserved} wei is not held on the account")
     if posting_id is None:
         raise AlreadyPosted(posting_key)
 
