@@ -100,14 +100,14 @@ def test_a_lost_connection_is_replaced_on_the_next_send(broker_and_queue):
 
 
 def test_an_idle_connection_is_kept_alive_by_its_heartbeats(settings):
-    url = f"{BROKER_URL}{'&' if '?' in BROKER_URL else '?'}heartbeat=1"
+    url = f"{BROKER_URL}{'&' if '?' in BROKER_URL else '?'}heartbeat=2"
     broker = SharedConnectionRabbitmqBroker(url=url, middleware=[], heartbeat_poll_seconds=0.2)
     queue_name = f"{settings.DRAMATIQ_QUEUE}-broker-test-{secrets.token_hex(4)}"
     broker.declare_queue(queue_name)
     try:
         broker.enqueue(message(queue_name, 1))
         (connection,) = broker.connections
-        time.sleep(4)  # RabbitMQ drops a connection that misses two heartbeats in a row
+        time.sleep(7)  # RabbitMQ drops a connection silent for two heartbeat intervals
 
         broker.enqueue(message(queue_name, 2))
 

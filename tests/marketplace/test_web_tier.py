@@ -70,7 +70,7 @@ class WebTier:
         self.log_path = tmp / "runweb.log"
         self.process = None
 
-    def start(self) -> None:
+    def start(self, *, workers: int = 2, threads: int = 2) -> None:
         manage(self.env, "migrate", "-v", "0")
         self.secret = manage(self.env, "shell", "-v", "0", "-c", (
             "from marketplace.services import api_key_create, customer_get_or_create\n"
@@ -84,7 +84,7 @@ class WebTier:
         for _ in range(3):  # a port may be taken between picking and binding it
             self.wsgi_port, self.asgi_port = free_port(), free_port()
             command = [sys.executable, "manage.py", "runweb", "--wsgi-port", str(self.wsgi_port),
-                       "--asgi-port", str(self.asgi_port), "--workers", "2", "--threads", "2"]
+                       "--asgi-port", str(self.asgi_port), "--workers", str(workers), "--threads", str(threads)]
             if not on_services():
                 command.append("--allow-embedded")
             self.process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=self.env,
@@ -103,7 +103,7 @@ class WebTier:
                 requests.get(f"{self.wsgi}/v1/billing/account", timeout=2)
                 requests.get(f"{self.asgi}/v1/jobs/none/events", timeout=2)
                 return True
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 time.sleep(0.2)
         return False
 
