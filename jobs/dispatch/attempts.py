@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -223,9 +224,12 @@ def _fail(job: Job, message: str, *, code: str = "") -> bool:
 
 def _requeue(job: Job, reason: str, *, exclude: bool) -> bool:
     excluded = [*job.excluded_nodes, job.node.public_id] if exclude else job.excluded_nodes
+    # the wait for a node starts again: the queue deadline counts from entering the queue
+    queue_deadline = timezone.now() + timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_SECONDS)
     requeued = job_transition(
         job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.QUEUED, reason=reason,
         node=None, node_job_id="", started_at=None, progress=0, deadline_at=None, excluded_nodes=excluded,
+        queue_deadline=queue_deadline,
     )
     return requeued
 
