@@ -189,12 +189,21 @@ def _start_market(tmp_path: Path, agent: bool, workers: int, env: dict | None) -
         market.stop()
         raise RuntimeError(f"runmarket's agent could not bind:\n{market.log()}")
     if database:
+        worker_logs = []
         for index in range(workers):
-            worker_log = open(tmp_path / f"worker-{index}.log", "wb")
+            worker_logs.append(tmp_path / f"worker-{index}.log")
             market.workers.append(
                 subprocess.Popen(
                     [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"],
-                    cwd=PROJECT_ROOT, env=market_env, stdout=worker_log, stderr=subprocess.STDOUT,
+                    cwd=PROJECT_ROOT, env=market_env, stdout=open(worker_logs[-1], "wb"), stderr=subprocess.STDOUT,
                 )
             )
+        # a job sent before any worker listens would wait out the tests' short queue deadline
+        deadline = time.monotonic() + 60
+        while not all("ready for action" in path.read_text(errors="replace") for path in worker_logs):
+            if time.monotonic() > deadline or any(w.poll() is not None for w in market.workers):
+                market.stop()
+                raise RuntimeError("the rundramatiq workers did not start:\n" + "\n".join(
+                    path.read_text(errors="replace")[-2000:] for path in worker_logs))
+            time.sleep(0.1)
     return market
