@@ -91,6 +91,9 @@ def job_row_event(job) -> dict:
 
 
 def publish_job_row_after_commit(job) -> None:
-    event = job_row_event(job)
-    group = customer_group(job.customer_id)
+    publish_row_after_commit(job.customer_id, job_row_event(job))
+
+
+def publish_row_after_commit(customer_pk: int, event: dict) -> None:
+    group = customer_group(customer_pk)
     transaction.on_commit(lambda: _publisher.publish(group, {"type": "job.event", "event": event}))

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import statistics
+from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
 from jobs.exceptions import InvalidQuery, JobNotFound
 from jobs.models import ACTIVE, Job, JobStatus
 from marketplace.models import Customer
+from marketplace.shared_cache import cache_get, cache_set
+from nodes.selectors import node_capacity_for
 
 
 def job_get_for_customer(*, customer: Customer, job_id: str) -> Job:
@@ -69,3 +73,32 @@ def model_median_seconds(*, model: str, default: int, sample: int = 50) -> int:
 
 def queue_depth(*, model: str) -> int:
     return Job.objects.filter(model=model, status=JobStatus.QUEUED).count()
+
+
+OUTLOOK_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class ModelOutlook:
+    median_seconds: int | None  # None: no recent history
+    capacity: int
+    queued: int
+
+
+def model_outlook(*, model: str) -> ModelOutlook:
+    """What a submit estimates from: the model's median run, its nodes' slots and its queue.
+
+    At most a couple of seconds old (three queries, once per model per moment, not per submit):
+    an estimate, never a decision.
+    """
+    key = "model-outlook:" + hashlib.sha256(model.encode()).hexdigest()[:32]
+    cached = cache_get(key)
+    if isinstance(cached, ModelOutlook):
+        return cached
+    outlook = ModelOutlook(
+        median_seconds=model_median_seconds(model=model, default=0) or None,
+        capacity=node_capacity_for(model=model),
+        queued=queue_depth(model=model),
+    )
+    cache_set(key, outlook, OUTLOOK_SECONDS)
+    return outlook

@@ -13,10 +13,20 @@ from dataclasses import dataclass
 from jobs.models import Job
 from nodes.models import Node
 from privacy.keys import private_receipt_check, sha256_hex
-from privacy.services import private_context
-from privacy.transport import TransportError, b64u_decode, parse_envelope, request_aad, response_aad
+from privacy.transport import Context, TransportError, b64u_decode, parse_envelope, request_aad, response_aad
 
 PRIVATE_PUSH_PATH = "/api/private/jobs/stream"
+
+
+def private_context(job: Job) -> Context:
+    """The transport context, rebuilt from the job's own record."""
+    return Context(
+        job_id=job.public_id,
+        customer_id=job.customer.public_id,
+        node_id=job.pinned_node.public_id,
+        model_id=job.model,
+        expires_at=job.request_expires_at,
+    )
 
 
 def private_push(job: Job) -> dict:

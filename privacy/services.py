@@ -47,17 +47,6 @@ class PrivateJobRequest:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def private_context(job: Job) -> Context:
-    """The transport context, rebuilt from the job's own record."""
-    return Context(
-        job_id=job.public_id,
-        customer_id=job.customer.public_id,
-        node_id=job.pinned_node.public_id,
-        model_id=job.model,
-        expires_at=job.request_expires_at,
-    )
-
-
 def _replay(existing: Job, principal: CustomerPrincipal, request: PrivateJobRequest) -> Submission:
     # another customer's job id is a conflict too, and says nothing about that job
     if existing.customer_id != principal.customer.pk or existing.request_hash != request.fingerprint():

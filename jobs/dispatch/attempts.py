@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from jobs.dispatch.node_channel import cancel_on_node
 from jobs.models import Job, JobAttempt, JobStatus
-from jobs.services.lifecycle import job_transition
+from jobs.live import job_row_event
+from jobs.services.lifecycle import job_start, job_transition
 from nodes.agent.identity import verify_receipt
 from nodes.agent.wire import json_bytes
 from nodes.models import Node
@@ -48,20 +49,23 @@ class Outcome:
     freed: bool = False
 
 
-def _attempt(*, node_pk: int, job_id: str, number: int) -> tuple[Job, JobAttempt]:
-    job = Job.objects.select_related("node__miner", "customer").filter(public_id=job_id).first()
-    if job is None or job.node_id != node_pk or job.attempt_count != number:
+def _attempt_job(*, node_pk: int, job_id: str, number: int) -> Job:
+    """The job whose current attempt ``number`` is on this node, with its node, in one read."""
+    job = Job.objects.select_related("node", "customer").filter(
+        public_id=job_id, node_id=node_pk, attempt_count=number
+    ).first()
+    if job is None:
         raise NotThisNodes(f"job {job_id} attempt {number} is not assigned to this node")
-    attempt = JobAttempt.objects.filter(job=job, number=number, node_id=node_pk).first()
-    if attempt is None:
-        raise NotThisNodes(f"job {job_id} has no attempt {number} on this node")
-    return job, attempt
+    return job
 
 
-def _end_attempt(attempt: JobAttempt, status: str, error: str = "") -> None:
-    JobAttempt.objects.filter(pk=attempt.pk, status=JobAttempt.Status.RUNNING).update(
-        status=status, error=error[:2000], ended_at=timezone.now()
-    )
+def _end_attempt(job: Job, status: str, error: str = "", node_job_id: str | None = None) -> bool:
+    """End the job's current attempt; False if it had ended already (of two endings, one wins)."""
+    fields = {"status": status, "error": error[:2000], "ended_at": timezone.now()}
+    if node_job_id:
+        fields["node_job_id"] = node_job_id[:64]
+    return JobAttempt.objects.filter(job_id=job.pk, number=job.attempt_count, status=JobAttempt.Status.RUNNING).update(
+        **fields) == 1
 
 
 def _strike(node_pk: int) -> None:
@@ -69,33 +73,33 @@ def _strike(node_pk: int) -> None:
     Node.objects.filter(pk=node_pk).update(strikes=F("strikes") + 1)
 
 
-def _forgive(node_pk: int) -> None:
-    Node.objects.filter(pk=node_pk, strikes__gt=0).update(strikes=Greatest(F("strikes") - 1, 0))
+def _forgive(node: Node) -> None:
+    if node.strikes:
+        Node.objects.filter(pk=node.pk, strikes__gt=0).update(strikes=Greatest(F("strikes") - 1, 0))
 
 
 # --- the node's answers ----------------------------------------------------------------
 
 
-@transaction.atomic
-def attempt_accepted(*, node_pk: int, job_id: str, number: int, node_job_id: str) -> Outcome:
-    try:
-        job, attempt = _attempt(node_pk=node_pk, job_id=job_id, number=number)
-    except NotThisNodes:
-        return Outcome(cancel=True)
-    if job.status == JobStatus.RUNNING:
-        return Outcome()  # a repeated frame
-    JobAttempt.objects.filter(pk=attempt.pk).update(node_job_id=node_job_id[:64])
-    started = job_transition(
-        job=job, expected=JobStatus.ASSIGNED, new_status=JobStatus.RUNNING,
-        reason=f"running on node {job.node.public_id}", node_job_id=node_job_id[:64], started_at=timezone.now(),
-    )
-    return Outcome(cancel=not started)
+def attempt_accepted(*, node_pk: int, node_id: str, job_id: str, number: int, node_job_id: str,
+                     ref: dict | None = None) -> Outcome:
+    """The node started the attempt: the job runs. One update and its event, nothing read first."""
+    if ref is None:  # an attempt this socket learned of from the node's hello, not from the scheduler
+        job = Job.objects.filter(public_id=job_id, node_id=node_pk, attempt_count=number).first()
+        if job is None:
+            return Outcome(cancel=True)
+        ref = {"pk": job.pk, "customer": job.customer_id, "event": job_row_event(job)}
+    if job_start(job_pk=ref["pk"], job_id=job_id, node_pk=node_pk, number=number, node_job_id=node_job_id,
+                 reason=f"running on node {node_id}", row=ref):
+        return Outcome()
+    status = Job.objects.filter(pk=ref["pk"], node_id=node_pk, attempt_count=number).values_list("status", flat=True).first()
+    return Outcome(cancel=status != JobStatus.RUNNING)  # a repeated frame changes nothing
 
 
 @transaction.atomic
 def attempt_refused(*, node_pk: int, job_id: str, number: int, code: str, error: str) -> Outcome:
     try:
-        job, attempt = _attempt(node_pk=node_pk, job_id=job_id, number=number)
+        job = _attempt_job(node_pk=node_pk, job_id=job_id, number=number)
     except NotThisNodes:
         return Outcome()
     if job.status not in ACTIVE_ON_NODE:
@@ -104,32 +108,30 @@ def attempt_refused(*, node_pk: int, job_id: str, number: int, code: str, error:
     if code == AT_CAPACITY:
         # it claimed a slot it did not have: fewer slots for it, and the job goes back as it was
         _strike(node_pk)
-        _end_attempt(attempt, JobAttempt.Status.LOST, message)
+        _end_attempt(job, JobAttempt.Status.LOST, message)
         _requeue(job, message, exclude=False)
         return Outcome(freed=True)
     if job.is_private and code:
         # the node would not open it (bad envelope, unknown key, expired, replayed): final
-        _end_attempt(attempt, JobAttempt.Status.FAILED, message)
+        _end_attempt(job, JobAttempt.Status.FAILED, message)
         _fail(job, message, code=code)
         return Outcome(freed=True)
     _strike(node_pk)
-    attempt_lost(job=job, attempt=attempt, error=message)
+    attempt_lost(job=job, error=message)
     return Outcome(freed=True)
 
 
 @transaction.atomic
 def attempt_result(*, node_pk: int, job_id: str, number: int, result: dict) -> Outcome:
     """Settle on the node's final result; raises ``NotThisNodes`` for another node's attempt."""
-    job, attempt = _attempt(node_pk=node_pk, job_id=job_id, number=number)
-    if job.status not in ACTIVE_ON_NODE or attempt.status != JobAttempt.Status.RUNNING:
+    job = _attempt_job(node_pk=node_pk, job_id=job_id, number=number)
+    if job.status not in ACTIVE_ON_NODE:
         return Outcome()  # cancelled or timed out meanwhile, or a result delivered twice
     if not isinstance(result, dict):
         result = {}
     if job.is_private:
-        _settle_private(job, attempt, result)
-    else:
-        _settle(job, attempt, result)
-    return Outcome(freed=True)
+        return Outcome(freed=_settle_private(job, result))
+    return Outcome(freed=_settle(job, result))
 
 
 def receipt_matches(*, receipt, node: Node, node_job_id: str, data, container_result) -> bool:
@@ -146,11 +148,11 @@ def receipt_matches(*, receipt, node: Node, node_job_id: str, data, container_re
     )
 
 
-def _settle(job: Job, attempt: JobAttempt, result: dict) -> None:
+def _settle(job: Job, result: dict) -> bool:
     node = job.node
     container_result = result.get("result") if isinstance(result.get("result"), dict) else {}
     receipt = result.get("receipt")
-    node_job_id = attempt.node_job_id or str(result.get("id", ""))
+    node_job_id = job.node_job_id or str(result.get("id", ""))[:64]
     verified = receipt_matches(
         receipt=receipt, node=node, node_job_id=node_job_id, data=job.container_data,
         container_result=container_result,
@@ -158,60 +160,60 @@ def _settle(job: Job, attempt: JobAttempt, result: dict) -> None:
     if not verified:
         # a receipt that does not check fails this attempt once, and counts against the node
         _strike(node.pk)
-        attempt_lost(job=job, attempt=attempt, error=f"node {node.public_id} sent a receipt that does not verify")
-        return
+        return attempt_lost(job=job, error=f"node {node.public_id} sent a receipt that does not verify")
     if result.get("reason") == "cancelled":
         # the node stopped it on its own (the marketplace's own cancels end the job first)
         _strike(node.pk)
-        attempt_lost(job=job, attempt=attempt, error=f"node {node.public_id} cancelled the job")
-        return
+        return attempt_lost(job=job, error=f"node {node.public_id} cancelled the job")
     fields = dict(receipt=receipt, receipt_verified=True, receipt_hash=receipt["hash"], node_job_id=node_job_id)
     if result.get("status") == "success":
-        _end_attempt(attempt, JobAttempt.Status.SUCCEEDED)
-        _forgive(node.pk)
+        if not _end_attempt(job, JobAttempt.Status.SUCCEEDED, node_job_id=node_job_id):
+            return False  # a result delivered twice at once: the first one settles
+        _forgive(node)
         job_transition(
             job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.COMPLETED,
             reason=f"completed on node {node.public_id}", result=container_result.get("output"),
             intermediate_results=result.get("intermediate_results") or [], progress=100, **fields,
         )
-        return
+        return True
     error = str(container_result.get("error", "the container failed"))
-    _end_attempt(attempt, JobAttempt.Status.FAILED, error)
+    if not _end_attempt(job, JobAttempt.Status.FAILED, error, node_job_id=node_job_id):
+        return False
     job_transition(
         job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED,
         reason=f"container {container_result.get('container', '?')} failed: {error}"[:300], error=error, **fields,
     )
+    return True
 
 
-def _settle_private(job: Job, attempt: JobAttempt, result: dict) -> None:
+def _settle_private(job: Job, result: dict) -> bool:
     """Keep the sealed response only with a receipt that verifies; settle on success."""
     node = job.node
     if result.get("reason") == "cancelled":
-        _end_attempt(attempt, JobAttempt.Status.FAILED, "cancelled on the node")
-        _fail(job, f"node {node.public_id} cancelled the job", code="cancelled_on_node")
-        return
+        _end_attempt(job, JobAttempt.Status.FAILED, "cancelled on the node")
+        return _fail(job, f"node {node.public_id} cancelled the job", code="cancelled_on_node")
     try:
         checked = private_result_check(job=job, node=node, result=result)
     except TransportError as exc:
         _strike(node.pk)
-        _end_attempt(attempt, JobAttempt.Status.FAILED, str(exc))
-        _fail(job, f"node {node.public_id}: {exc}", code=exc.code)
-        return
+        _end_attempt(job, JobAttempt.Status.FAILED, str(exc))
+        return _fail(job, f"node {node.public_id}: {exc}", code=exc.code)
     succeeded = checked.status == "success"
-    _end_attempt(attempt, JobAttempt.Status.SUCCEEDED if succeeded else JobAttempt.Status.FAILED)
+    if not _end_attempt(job, JobAttempt.Status.SUCCEEDED if succeeded else JobAttempt.Status.FAILED,
+                        node_job_id=job.node_job_id or str(result.get("id", ""))):
+        return False
     outcome = dict(
         encrypted_response=checked.encrypted_response, receipt=checked.receipt, receipt_verified=True,
         receipt_hash=checked.receipt_hash,
     )
     if succeeded:
-        _forgive(node.pk)
-        job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.COMPLETED,
-                       reason=f"completed on node {node.public_id}", progress=100, **outcome)
-    else:
-        job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED,
-                       reason=f"failed on node {node.public_id}; its error is sealed in encrypted_response",
-                       error="the job failed on the node; the error is sealed to you in encrypted_response",
-                       error_code="private_job_failed", **outcome)
+        _forgive(node)
+        return job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.COMPLETED,
+                              reason=f"completed on node {node.public_id}", progress=100, **outcome)
+    return job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED,
+                          reason=f"failed on node {node.public_id}; its error is sealed in encrypted_response",
+                          error="the job failed on the node; the error is sealed to you in encrypted_response",
+                          error_code="private_job_failed", **outcome)
 
 
 # --- endings the marketplace decides ---------------------------------------------------------
@@ -234,32 +236,29 @@ def _requeue(job: Job, reason: str, *, exclude: bool) -> bool:
     return requeued
 
 
-def attempt_lost(*, job: Job, attempt: JobAttempt, error: str, exclude: bool = True) -> None:
+def attempt_lost(*, job: Job, error: str, exclude: bool = True) -> bool:
     """The attempt failed for the node's reasons: another node tries, or the job fails after the last.
 
     ``exclude=False`` lets the same node run it again (a node that restarted lost its
-    jobs, not its ability to run them).
+    jobs, not its ability to run them). False if the attempt had ended already.
     """
+    if not _end_attempt(job, JobAttempt.Status.LOST, error):
+        return False
     log.info("job %s: %s", job.public_id, error)
-    _end_attempt(attempt, JobAttempt.Status.LOST, error)
     cancel_on_node(job)
     if job.pinned_node_id:
         # no failover: no other node holds the key a private request was sealed to, and a
         # subscription's interval runs on distinct nodes
-        _fail(job, error, code="no_healthy_candidates")
-        return
+        return _fail(job, error, code="no_healthy_candidates")
     if job.attempt_count >= settings.JOB_MAX_ATTEMPTS:
-        _fail(job, f"gave up after {job.attempt_count} attempts; last: {error}")
-        return
-    _requeue(job, f"{error}; trying {'another' if exclude else 'a'} node", exclude=exclude)
+        return _fail(job, f"gave up after {job.attempt_count} attempts; last: {error}")
+    return _requeue(job, f"{error}; trying {'another' if exclude else 'a'} node", exclude=exclude)
 
 
 @transaction.atomic
 def attempt_timed_out(*, job: Job) -> None:
-    attempt = job.attempts.filter(number=job.attempt_count, status=JobAttempt.Status.RUNNING).first()
     message = f"timed out after {job.timeout_seconds} s"
-    if attempt is not None:
-        _end_attempt(attempt, JobAttempt.Status.FAILED, message)
+    _end_attempt(job, JobAttempt.Status.FAILED, message)
     cancel_on_node(job)
     job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED, reason=message, error=message)
 
@@ -267,12 +266,11 @@ def attempt_timed_out(*, job: Job) -> None:
 @transaction.atomic
 def attempt_abandoned(*, job: Job, error: str, strike: bool = True, exclude: bool = True) -> None:
     """The node went silent on this attempt (never accepted it, or vanished): take it back."""
-    attempt = job.attempts.filter(number=job.attempt_count, status=JobAttempt.Status.RUNNING).first()
-    if attempt is None or job.status not in ACTIVE_ON_NODE:
+    if job.status not in ACTIVE_ON_NODE:
         return
-    if strike:
-        _strike(job.node_id)
-    attempt_lost(job=job, attempt=attempt, error=error, exclude=exclude)
+    node_pk = job.node_id  # the job is off the node once the attempt is lost
+    if attempt_lost(job=job, error=error, exclude=exclude) and strike:
+        _strike(node_pk)
 
 
 @transaction.atomic

@@ -12,9 +12,14 @@ from django.db import transaction
 from jobs.live import send_to_channel
 
 
-def node_send_after_commit(channel: str, frame: dict) -> None:
+def node_send_after_commit(channel: str, frame: dict, ref: dict | None = None) -> None:
+    """``ref`` travels to the consumer only (never to the node): what it needs to record the
+    node's answers without reading the job first."""
     if channel:
-        transaction.on_commit(lambda: send_to_channel(channel, {"type": "node.frame", "frame": frame}))
+        message = {"type": "node.frame", "frame": frame}
+        if ref is not None:
+            message["ref"] = ref
+        transaction.on_commit(lambda: send_to_channel(channel, message))
 
 
 def cancel_on_node(job) -> None:

@@ -124,7 +124,8 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
             await self.close(code=4403)
             return
         self.node_pk, self.node_id = node.pk, node.public_id
-        self.attempts: set[tuple[str, int]] = set()
+        # the attempts this socket may speak for, with what the scheduler told about each
+        self.attempts: dict[tuple[str, int], dict | None] = {}
         self.progress_written: dict[tuple[str, int], float] = {}
         self.bad_frames = 0
         self.connected_at = time.time()
@@ -162,7 +163,8 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "error", "error": str(exc)})
             await self.close(code=4400)
             return
-        self.attempts |= held
+        for key in held:
+            self.attempts.setdefault(key, None)
         for job_id, number in strangers:
             await self._send({"type": "cancel", "job_id": job_id, "attempt": number})
         for item in frame.get("results", [])[:10_000]:
@@ -185,15 +187,17 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
         node_job_id = frame.get("node_job_id")
         if not isinstance(node_job_id, str):
             raise FrameError("node_job_id must be a string")
-        outcome = await _off_thread(attempt_accepted)(node_pk=self.node_pk, job_id=job_id, number=number,
-                                                      node_job_id=node_job_id)
+        outcome = await _off_thread(attempt_accepted)(
+            node_pk=self.node_pk, node_id=self.node_id, job_id=job_id, number=number, node_job_id=node_job_id,
+            ref=self.attempts.get((job_id, number)),
+        )
         if outcome.cancel:
-            self.attempts.discard((job_id, number))
+            self.attempts.pop((job_id, number), None)
             await self._send({"type": "cancel", "job_id": job_id, "attempt": number})
 
     async def on_refused(self, frame: dict) -> None:
         job_id, number = attempt_key(frame)
-        self.attempts.discard((job_id, number))
+        self.attempts.pop((job_id, number), None)
         outcome = await _off_thread(attempt_refused)(
             node_pk=self.node_pk, job_id=job_id, number=number, code=str(frame.get("code", ""))[:40],
             error=str(frame.get("error", ""))[:300],
@@ -234,7 +238,7 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
             await self._send({"type": "error", "job_id": job_id, "attempt": number, "error": str(exc)})
             await self._send({"type": "ack", "job_id": job_id, "attempt": number, "accepted": False})
             return
-        self.attempts.discard((job_id, number))
+        self.attempts.pop((job_id, number), None)
         self.progress_written.pop((job_id, number), None)
         await self._send({"type": "ack", "job_id": job_id, "attempt": number, "accepted": True})
         if outcome.freed:
@@ -245,7 +249,7 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
     async def node_frame(self, message):
         frame = message["frame"]
         if frame.get("type") == "job":
-            self.attempts.add((frame["job_id"], frame["attempt"]))
+            self.attempts[(frame["job_id"], frame["attempt"])] = message.get("ref")
         await self._send(frame)
 
     async def node_superseded(self, message):

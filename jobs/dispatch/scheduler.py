@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs.dispatch.node_channel import node_send_after_commit
+from jobs.live import job_row_event
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_transition
 from nodes.models import Node
@@ -48,13 +50,13 @@ def _lockable(queryset):
 
 
 def _open_slots() -> list[_Slots]:
-    nodes = list(_lockable(nodes_online()).order_by("pk"))
-    if not nodes:
-        return []
-    busy = dict(
-        Job.objects.filter(node__in=nodes, status__in=BUSY).values_list("node").annotate(n=Count("pk")).values_list("node", "n")
+    """The connected nodes this pass may fill, each with its busy slots counted, in one statement."""
+    busy = (
+        Job.objects.filter(node=OuterRef("pk"), status__in=BUSY).order_by().values("node")
+        .annotate(n=Count("pk")).values("n")
     )
-    slots = [_Slots(node, busy.get(node.pk, 0)) for node in nodes]
+    nodes = _lockable(nodes_online().annotate(busy=Coalesce(Subquery(busy), 0)).order_by("pk"))
+    slots = [_Slots(node, node.busy) for node in nodes]
     return [s for s in slots if s.free > 0]
 
 
@@ -98,6 +100,10 @@ def job_frame(job: Job, node: Node) -> dict:
     return frame
 
 
+def attempt_ref(job: Job) -> dict:
+    return {"pk": job.pk, "customer": job.customer_id, "event": job_row_event(job)}
+
+
 def _assign(job: Job, node: Node) -> bool:
     now = timezone.now()
     number = job.attempt_count + 1
@@ -125,7 +131,7 @@ def schedule(*, limit: int = BATCH) -> int:
             chosen = fitting[0]
             if _assign(job, chosen.node):
                 chosen.busy += 1
-                node_send_after_commit(chosen.node.channel_name, job_frame(job, chosen.node))
+                node_send_after_commit(chosen.node.channel_name, job_frame(job, chosen.node), ref=attempt_ref(job))
                 assigned += 1
             if not any(s.free > 0 for s in slots):
                 break

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from jobs.services.money import job_billing_close
 from jobs.exceptions import JobStateConflict
-from jobs.live import publish_after_commit, publish_job_row_after_commit
+from jobs.live import publish_after_commit, publish_job_row_after_commit, publish_row_after_commit
 from jobs.dispatch.node_channel import cancel_on_node
 from jobs.models import ACTIVE, TERMINAL, Job, JobAttempt, JobEvent, JobStatus
 
@@ -29,9 +29,15 @@ def job_status_event(job: Job) -> dict:
     return event
 
 
-@transaction.atomic
 def job_transition(*, job: Job, expected, new_status: str, reason: str = "", **fields) -> bool:
     """Move ``job`` from one of ``expected`` to ``new_status``; False if it was not there any more."""
+    # no savepoint inside a caller's transaction: nothing here is retried on its own, and a
+    # failure spoils the caller's work anyway (two statements fewer per transition)
+    with transaction.atomic(savepoint=False):
+        return _transition(job, expected, new_status, reason, fields)
+
+
+def _transition(job: Job, expected, new_status: str, reason: str, fields: dict) -> bool:
     expected = {expected} if isinstance(expected, str) else set(expected)
     now = timezone.now()
     if new_status in TERMINAL:
@@ -57,6 +63,30 @@ def job_transition(*, job: Job, expected, new_status: str, reason: str = "", **f
         subscription_deliver_after_commit(job)
     publish_after_commit(job.public_id, job_status_event(job))
     publish_job_row_after_commit(job)
+    return True
+
+
+def job_start(*, job_pk: int, job_id: str, node_pk: int, number: int, node_job_id: str, reason: str,
+              row: dict | None = None) -> bool:
+    """assigned → running, for the node that holds the attempt; False if that is not the job's state.
+
+    The node's acceptance is the hottest transition of all, so it reads nothing: the
+    guarded update names the job, its node and its attempt, and the event and the live
+    messages are made from what the caller already knows (``row``: the dashboard's row).
+    """
+    now = timezone.now()
+    with transaction.atomic(savepoint=False):
+        started = Job.objects.filter(
+            pk=job_pk, public_id=job_id, node_id=node_pk, attempt_count=number, status=JobStatus.ASSIGNED
+        ).update(status=JobStatus.RUNNING, status_reason=reason[:300], node_job_id=node_job_id[:64], started_at=now)
+        if started != 1:
+            return False
+        JobEvent.objects.create(job_id=job_pk, old_status=JobStatus.ASSIGNED, new_status=JobStatus.RUNNING,
+                                reason=reason[:300], created_at=now)
+        publish_after_commit(job_id, {"type": "status", "job_id": job_id, "status": JobStatus.RUNNING, "progress": 0,
+                                      "reason": reason[:300]})
+        if row is not None:
+            publish_row_after_commit(row["customer"], {**row["event"], "status": JobStatus.RUNNING})
     return True
 
 

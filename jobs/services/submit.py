@@ -17,11 +17,13 @@ from billing.services import price_within_maximum, quote_job
 from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
 from jobs.live import publish_job_row_after_commit
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
-from jobs.selectors import model_median_seconds, queue_depth
+from jobs.selectors import ModelOutlook, model_outlook
 from jobs.services.money import job_bills_close_ended, job_funds_reserve
+from jobs.tasks import dispatch_job
 from marketplace.authentication import CustomerPrincipal
 from nodes.gpus import gpu_type_normalize
-from nodes.selectors import model_is_known, node_capacity_for
+from marketplace.shared_cache import cache_get, cache_set
+from nodes.selectors import model_is_known
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,28 @@ class Submission:
     created: bool
 
 
-def _estimate_seconds(spec: JobSpec, expected: int) -> int:
+def _estimate_seconds(outlook: ModelOutlook | None, expected: int) -> int:
     """Time in the queue ahead of it, spread over the nodes that serve it, plus its own run."""
-    if not spec.model:
+    if outlook is None:
         return expected
-    capacity = max(node_capacity_for(model=spec.model), 1)
-    waves = math.ceil(queue_depth(model=spec.model) / capacity)
+    waves = math.ceil(outlook.queued / max(outlook.capacity, 1))
     return waves * expected + expected
+
+
+KNOWN_SECONDS = 10
+
+
+def _is_served(spec: JobSpec) -> bool:
+    """Some approved node serves it. A yes is remembered briefly (nodes come far more often than
+    they go, and a job for a model nobody runs any more just waits and expires); a no never is,
+    so a node that enrols is usable at once."""
+    key = "served:" + hashlib.sha256(json.dumps([spec.model, spec.containers]).encode()).hexdigest()[:32]
+    if cache_get(key):
+        return True
+    served = model_is_known(model=spec.model, containers=spec.containers)
+    if served:
+        cache_set(key, True, KNOWN_SECONDS)
+    return served
 
 
 def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None = None,
@@ -68,12 +85,13 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
         existing = Job.objects.filter(customer=customer, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _replay(existing, spec)
-    if not model_is_known(model=spec.model, containers=spec.containers):
+    if not _is_served(spec):
         what = f"model {spec.model}" if spec.model else f"containers {', '.join(spec.containers)}"
         raise UnknownModel(f"no node on this marketplace serves {what}")
 
     policy = pricing_policy_current()
-    expected = model_median_seconds(model=spec.model, default=policy.default_expected_seconds)
+    outlook = model_outlook(model=spec.model) if spec.model else None
+    expected = (outlook and outlook.median_seconds) or policy.default_expected_seconds
     gpu_type = gpu_type_normalize(spec.gpu_type) if spec.gpu_type else ""
     quote = quote_job(
         model=spec.model, gpu_type=gpu_type, gpu_count=spec.gpu_count, priority=spec.priority,
@@ -91,7 +109,7 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
         priority=spec.priority,
         timeout_seconds=spec.timeout_seconds,
         max_price_wei=spec.max_price_wei,
-        estimated_time_seconds=_estimate_seconds(spec, expected),
+        estimated_time_seconds=_estimate_seconds(outlook, expected),
         idempotency_key=idempotency_key or None,
         request_hash=spec.fingerprint(),
     )
@@ -132,8 +150,6 @@ def job_create_reserved(*, principal: CustomerPrincipal, quote, fields: dict, qu
 
 
 def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -> Job:
-    from jobs.tasks import dispatch_job
-
     customer = principal.customer
     now = timezone.now()
     default_deadline = now + timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_SECONDS)
