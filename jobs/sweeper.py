@@ -27,6 +27,19 @@ def jobs_sweep() -> int:
     return subscriptions_run_due(now=timezone.now()) + jobs_watch()
 
 
+def _my_turn(interval: float) -> bool:
+    """One sweep per interval across every worker process (the cache is shared): N workers
+    cost the database what one does. With the cache down, every worker sweeps (harmless)."""
+    from django.core.cache import cache
+
+    from marketplace.shared_cache import CACHE_ERRORS
+
+    try:
+        return cache.add("jobs-sweep-turn", 1, timeout=max(interval * 0.9, 0.5))
+    except CACHE_ERRORS:
+        return True
+
+
 class SweeperMiddleware(dramatiq.Middleware):
     def __init__(self, interval: float = SWEEP_SECONDS) -> None:
         self.interval = interval
@@ -41,6 +54,8 @@ class SweeperMiddleware(dramatiq.Middleware):
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
+            if not _my_turn(self.interval):
+                continue
             try:
                 jobs_sweep()
             except Exception:

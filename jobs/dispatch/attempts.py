@@ -33,11 +33,11 @@ from privacy.transport import TransportError
 log = logging.getLogger(__name__)
 
 ACTIVE_ON_NODE = (JobStatus.ASSIGNED, JobStatus.RUNNING)
-# a node's own refusal codes that fail a private job for good: only that node could run it
+# what a node answers when it had no free slot after all
 AT_CAPACITY = "at_capacity"
 
 
-class NotThisNodes(Exception):
+class ForeignAttempt(Exception):
     """The frame names an attempt that is not this node's current one."""
 
 
@@ -55,7 +55,7 @@ def _attempt_job(*, node_pk: int, job_id: str, number: int) -> Job:
         public_id=job_id, node_id=node_pk, attempt_count=number
     ).first()
     if job is None:
-        raise NotThisNodes(f"job {job_id} attempt {number} is not assigned to this node")
+        raise ForeignAttempt(f"job {job_id} attempt {number} is not assigned to this node")
     return job
 
 
@@ -100,7 +100,7 @@ def attempt_accepted(*, node_pk: int, node_id: str, job_id: str, number: int, no
 def attempt_refused(*, node_pk: int, job_id: str, number: int, code: str, error: str) -> Outcome:
     try:
         job = _attempt_job(node_pk=node_pk, job_id=job_id, number=number)
-    except NotThisNodes:
+    except ForeignAttempt:
         return Outcome()
     if job.status not in ACTIVE_ON_NODE:
         return Outcome()
@@ -123,15 +123,19 @@ def attempt_refused(*, node_pk: int, job_id: str, number: int, code: str, error:
 
 @transaction.atomic
 def attempt_result(*, node_pk: int, job_id: str, number: int, result: dict) -> Outcome:
-    """Settle on the node's final result; raises ``NotThisNodes`` for another node's attempt."""
+    """Settle on the node's final result; raises ``ForeignAttempt`` for another node's attempt."""
     job = _attempt_job(node_pk=node_pk, job_id=job_id, number=number)
     if job.status not in ACTIVE_ON_NODE:
         return Outcome()  # cancelled or timed out meanwhile, or a result delivered twice
     if not isinstance(result, dict):
         result = {}
-    if job.is_private:
-        return Outcome(freed=_settle_private(job, result))
-    return Outcome(freed=_settle(job, result))
+    ended = _settle_private(job, result) if job.is_private else _settle(job, result)
+    return Outcome(freed=ended and _queue_waiting())
+
+
+def _queue_waiting() -> bool:
+    """A freed slot is worth a scheduler run only if some job waits (one indexed read, not a run)."""
+    return Job.objects.filter(status=JobStatus.QUEUED).exists()
 
 
 def receipt_matches(*, receipt, node: Node, node_job_id: str, data, container_result) -> bool:

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from jobs.dispatch.attempts import (
-    NotThisNodes, attempt_abandoned, attempt_accepted, attempt_refused, attempt_result,
+    ForeignAttempt, attempt_abandoned, attempt_accepted, attempt_refused, attempt_result,
 )
 from jobs.live import job_group
 from jobs.models import Job, JobStatus
@@ -233,7 +233,7 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
         try:
             outcome = await _off_thread(attempt_result)(node_pk=self.node_pk, job_id=job_id, number=number,
                                                         result=result if isinstance(result, dict) else {})
-        except NotThisNodes as exc:
+        except ForeignAttempt as exc:
             # refused, and acknowledged so that the node stops offering it
             await self._send({"type": "error", "job_id": job_id, "attempt": number, "error": str(exc)})
             await self._send({"type": "ack", "job_id": job_id, "attempt": number, "accepted": False})
