@@ -28,6 +28,7 @@ while the socket was down lands once.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 SOCKET_PATH = "/ws/nodes/"
@@ -49,28 +50,24 @@ def json_bytes(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+# a JSON string (skipped whole by the regex engine) or one bracket
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
 def nesting_depth_exceeds(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
-    """True if brackets nest deeper than ``limit`` (strings are skipped): checked before parsing,
-    since a deep enough document overflows the C stack of the parser instead of raising."""
+    """True if brackets nest deeper than ``limit``: checked before parsing, since a deep enough
+    document overflows the C stack of the parser instead of raising. Strings are skipped by the
+    regex engine, so the Python loop sees brackets and strings only, never every character."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     depth = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
             depth += 1
             if depth > limit:
                 return True
-        elif char in "]}":
+        elif token in "]}":
             depth -= 1
     return False
 
