@@ -19,6 +19,8 @@ from privacy.keys import transport_key_check
 from privacy.transport import TransportError
 
 SIGNATURE_MAX_AGE_SECONDS = 120
+# the most jobs a node may say it runs at once; what it really serves is learned (strikes)
+MAX_CAPACITY = 10_000
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,9 @@ def node_authenticate(*, node_id: str, headers, method: str, path: str, body: by
 def node_heartbeat(*, node: Node, report: dict) -> Node:
     fields = {"last_heartbeat_at": timezone.now(), "last_heartbeat": report}
     if "capacity" in report:
-        if not isinstance(report["capacity"], int) or report["capacity"] < 1:
-            raise NodeRequestInvalid("capacity must be a positive integer")
+        if isinstance(report["capacity"], bool) or not isinstance(report["capacity"], int) \
+                or not 1 <= report["capacity"] <= MAX_CAPACITY:
+            raise NodeRequestInvalid(f"capacity must be a whole number from 1 to {MAX_CAPACITY}")
         fields["capacity"] = report["capacity"]
     if "transport_keys" in report:
         fields["transport_keys"] = transport_keys_check(

@@ -317,3 +317,14 @@ def test_a_port_in_use_does_not_spend_the_enrolment_token(live_server, tmp_path)
         assert EnrollmentToken.objects.get(pk=token.token.pk).used_at is not None, "the same token enrolled"
     finally:
         agent.stop()
+
+
+def test_a_hello_with_a_report_that_does_not_check_is_refused_and_the_socket_closed(fake_node):
+    from websockets.exceptions import ConnectionClosed
+
+    peer = fake_node()
+    peer.connect(capacity=10**9)
+    assert "capacity" in peer.receive_type("error")["error"]
+    with pytest.raises(ConnectionClosed):
+        peer.receive(timeout=5)
+    wait_for(lambda: Node.objects.get(pk=peer.node.pk).channel_name == "", message="the socket stayed open")
