@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ class Market:
     workers: list[subprocess.Popen] = field(default_factory=list)
     agents: list = field(default_factory=list)
     database: tuple[str, str] | None = None
+    command: list[str] = field(default_factory=list)
 
     @property
     def credentials(self) -> dict:
@@ -103,11 +105,34 @@ class Market:
                 raise AssertionError(f"{job_id} is still {job['status']} after {timeout}s: {job}\n{self.log()[-3000:]}")
             time.sleep(0.1)
 
-    def add_agent(self, tmp_path: Path, name: str, containers: list | None = None):
+    def add_agent(self, tmp_path: Path, name: str, containers: list | None = None, **config):
+        """An agent enrolled with this market; ``config`` adds agent config fields (``capacity``...)."""
+        token = self.manage("createenrolltoken", "--miner", f"miner-{name}")
+        return self._start_agent(tmp_path, name, token, containers, config)
+
+    def add_agents(self, tmp_path: Path, names: list[str], containers: list | None = None, **config) -> list:
+        """Several agents at once: their tokens in one shell, then started in parallel."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        code = ("import json; from marketplace.services import miner_get_or_create; "
+                "from nodes.services import enrollment_token_create; "
+                f"print(json.dumps([enrollment_token_create(miner=miner_get_or_create(name='miner-' + n)).secret "
+                f"for n in {names!r}]))")
+        tokens = json.loads(self.shell(code))
+        with ThreadPoolExecutor(max_workers=min(len(names), 10)) as pool:
+            futures = [pool.submit(self._start_agent, tmp_path, name, token, containers, config)
+                       for name, token in zip(names, tokens)]
+            # every future is waited for, so that an agent that did start is kept (and stopped later)
+            errors = [f.exception() for f in futures]
+        started = [f.result() for f in futures if f.exception() is None]
+        if any(errors):
+            raise next(e for e in errors if e)
+        return started
+
+    def _start_agent(self, tmp_path: Path, name: str, token: str, containers: list | None, config: dict):
         from tests.support.agent import start_agent
 
-        token = self.manage("createenrolltoken", "--miner", f"miner-{name}")
-        config = {"containers": containers} if containers else {}
+        config = {**({"containers": containers} if containers else {}), **config}
         agent = start_agent(
             tmp_path / name, config, env=self.env,
             extra_args=["--marketplace", self.url, "--enroll-token", token, "--name", name],
@@ -115,22 +140,120 @@ class Market:
         self.agents.append(agent)
         return agent
 
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """Read this market's database directly (cheaper than ``shell``): the rows of ``query``.
+        Write it for both engines (``%s`` placeholders are turned into ``?`` for SQLite)."""
+        if self.database:
+            import psycopg
+
+            with psycopg.connect(self.env["DATABASE_URL"], autocommit=True) as conn:
+                return list(conn.execute(query, params).fetchall())
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.var_dir / 'marketplace.sqlite3'}?mode=ro", uri=True, timeout=30)
+        try:
+            return list(conn.execute(query.replace("%s", "?"), params).fetchall())
+        finally:
+            conn.close()
+
+    def restart_web(self, timeout: float = 90) -> None:
+        """Stop runmarket and start it again on the same port with the same environment (the
+        embedded worker restarts with it; ``rundramatiq`` workers keep running)."""
+        banners = self.log().count("Try it:")
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = subprocess.Popen(
+            self.command, cwd=PROJECT_ROOT, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + timeout
+        while self.log().count("Try it:") <= banners:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"runmarket did not start again:\n{self.log()[-5000:]}")
+            time.sleep(0.1)
+
+    def worker_pids(self) -> list[int]:
+        """The rundramatiq processes and all their children (the processes that run the actors)."""
+        return [pid for worker in self.workers if worker.poll() is None for pid in process_tree(worker.pid)]
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        for process in [*self.agents, *self.workers, self.process]:
-            proc = getattr(process, "process", process)
-            if proc.poll() is None:
-                proc.terminate()
-        for process in [*self.agents, *self.workers, self.process]:
-            proc = getattr(process, "process", process)
+        """Every process, then what the market made on the services: its database and its queues."""
+        try:
+            for process in [*self.agents, *self.workers, self.process]:
+                proc = getattr(process, "process", process)
+                if proc.poll() is None:
+                    proc.terminate()
+            for process in [*self.agents, *self.workers, self.process]:
+                proc = getattr(process, "process", process)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            for worker in self.workers:  # forked children left behind by a parent that was killed
+                try:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        finally:
             try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if self.database:
-            _drop_postgres(*self.database)
+                if self.database:
+                    _drop_postgres(*self.database)
+            finally:
+                if self.database:
+                    delete_queues(self.env.get("DRAMATIQ_BROKER_URL", ""), self.env.get("DRAMATIQ_QUEUE", ""))
+
+
+def queue_names(queue: str) -> list[str]:
+    """Dramatiq's queue, its delay queue and its dead letters."""
+    return [queue, f"{queue}.DQ", f"{queue}.XQ"]
+
+
+def delete_queues(broker_url: str, queue: str) -> None:
+    """Delete a market's queues on RabbitMQ (a Redis broker's keys go with its database)."""
+    if not queue or not broker_url.startswith("amqp://"):
+        return
+    import pika
+
+    with pika.BlockingConnection(pika.URLParameters(broker_url)) as conn:
+        channel = conn.channel()
+        for name in queue_names(queue):
+            channel.queue_delete(name)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def thread_count(pid: int) -> int:
+    """The ``Threads:`` line of /proc/<pid>/status (0 for a process that is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
 
 
 def start_market(tmp_path: Path, *, agent: bool = True, workers: int = 2, env: dict | None = None) -> Market:
@@ -177,7 +300,8 @@ def _start_market(tmp_path: Path, agent: bool, workers: int, env: dict | None) -
     process = subprocess.Popen(
         command, cwd=PROJECT_ROOT, env=market_env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT
     )
-    market = Market(f"http://127.0.0.1:{port}", tmp_path / "var", market_env, process, log_path, database=database)
+    market = Market(f"http://127.0.0.1:{port}", tmp_path / "var", market_env, process, log_path, database=database,
+                    command=command)
     deadline = time.monotonic() + 90
     banner = re.compile(r"^Try it:", re.M)
     while not banner.search(market.log()):
@@ -196,6 +320,8 @@ def _start_market(tmp_path: Path, agent: bool, workers: int, env: dict | None) -
                 subprocess.Popen(
                     [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"],
                     cwd=PROJECT_ROOT, env=market_env, stdout=open(worker_logs[-1], "wb"), stderr=subprocess.STDOUT,
+                    # a group of its own: a test can SIGKILL a worker with its forked children
+                    start_new_session=True,
                 )
             )
         # a job sent before any worker listens would wait out the tests' short queue deadline
