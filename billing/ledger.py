@@ -31,8 +31,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.exceptions import AlreadyPosted
-from billing.fields import wei_total
 from billing.models import Account, KeySpend, LedgerEntry, LedgerTransaction
+from marketplace.fields import wei_total
 
 AVAILABLE, RESERVED = LedgerEntry.Bucket.AVAILABLE, LedgerEntry.Bucket.RESERVED
 # only these may go below zero: the outside world (deposits), and the platform (refunds it absorbs)

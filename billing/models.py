@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from billing.fields import WeiField
+from marketplace.fields import WeiField
 
 DEFAULT_GPU_RATES_WEI = {
     # wei per GPU-second; "cpu" prices a job that asks for no GPU

@@ -4,13 +4,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import statistics
+from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import QuerySet
 
+from billing.ledger import account_for_miner
 from jobs.exceptions import InvalidQuery, JobNotFound
 from jobs.models import ACTIVE, Job, JobStatus
-from marketplace.models import Customer
+from marketplace.models import Customer, Miner
 from marketplace.shared_cache import cache_get, cache_set
 from nodes.selectors import node_capacity_for
 
@@ -21,6 +24,12 @@ def job_get_for_customer(*, customer: Customer, job_id: str) -> Job:
         return Job.objects.select_related("node__miner", "customer").get(public_id=job_id, customer=customer)
     except Job.DoesNotExist:
         raise JobNotFound(f"no job {job_id}") from None
+
+
+def job_with_receipt_for_customer(*, customer: Customer, receipt_hash: str) -> Job | None:
+    """The customer's job that holds this receipt, with its node; None if none of theirs does."""
+    job = Job.objects.select_related("node").filter(customer=customer, receipt_hash=receipt_hash).first()
+    return job if job is not None and job.receipt else None
 
 
 def jobs_recent_for_customer(*, customer: Customer, limit: int = 50) -> list[Job]:
@@ -102,3 +111,66 @@ def model_outlook(*, model: str) -> ModelOutlook:
     )
     cache_set(key, outlook, OUTLOOK_SECONDS)
     return outlook
+
+
+def usage_by_day(*, customer: Customer, start: datetime | None, end: datetime | None) -> list[dict]:
+    """Per-day totals of the customer's jobs: how many, what was charged, what is still held.
+
+    Summed in Python: wei amounts are exact integers, which SQLite cannot sum.
+    """
+    jobs = Job.objects.filter(customer=customer)
+    if start:
+        jobs = jobs.filter(created_at__gte=start)
+    if end:
+        jobs = jobs.filter(created_at__lte=end)
+    days: dict = defaultdict(lambda: {"jobs": 0, "completed": 0, "charged": 0, "reserved": 0})
+    rows = jobs.values_list("created_at", "status", "billing_status", "charged_price_wei", "reserved_price_wei")
+    for created_at, status, billing_status, charged, reserved in rows.iterator():
+        day = days[created_at.date()]
+        day["jobs"] += 1
+        day["completed"] += status == "completed"
+        if billing_status == "settled":
+            day["charged"] += int(charged)
+        elif billing_status == "reserved":
+            day["reserved"] += int(reserved)
+    return [
+        {
+            "date": date.isoformat(),
+            "jobs": totals["jobs"],
+            "completed": totals["completed"],
+            "charged_wei": str(totals["charged"]),
+            "reserved_wei": str(totals["reserved"]),
+        }
+        for date, totals in sorted(days.items())
+    ]
+
+
+def miner_earnings(*, miner: Miner, start: datetime | None = None, end: datetime | None = None) -> dict:
+    """What the miner's nodes were paid, by day and job by job (newest first, the last 100)."""
+    jobs = Job.objects.filter(node__miner=miner, billing_status="settled").select_related("node")
+    if start:
+        jobs = jobs.filter(completed_at__gte=start)
+    if end:
+        jobs = jobs.filter(completed_at__lte=end)
+    days: dict = defaultdict(lambda: {"jobs": 0, "payout": 0})
+    recent = []
+    for job in jobs.order_by("-completed_at").iterator():
+        day = days[job.completed_at.date()]
+        day["jobs"] += 1
+        day["payout"] += int(job.payout_price_wei)
+        if len(recent) < 100:
+            recent.append({
+                "job_id": job.public_id,
+                "node_id": job.node.public_id,
+                "payout_wei": str(job.payout_price_wei),
+                "completed_at": job.completed_at.isoformat().replace("+00:00", "Z"),
+            })
+    account = account_for_miner(miner)
+    return {
+        "miner_id": miner.public_id,
+        "available_wei": str(account.available_wei),
+        "total_paid_wei": str(sum(d["payout"] for d in days.values())),
+        "jobs_paid": sum(d["jobs"] for d in days.values()),
+        "days": [{"date": d.isoformat(), "jobs": v["jobs"], "payout_wei": str(v["payout"])} for d, v in sorted(days.items())],
+        "recent": recent,
+    }

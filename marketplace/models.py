@@ -5,8 +5,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from billing.fields import WeiField
-
+from marketplace.fields import WeiField
 from marketplace.ids import public_id
 
 

@@ -10,6 +10,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 
+# the description of every wei amount in the contract (exact integers, sent as strings)
+WEI = {"help_text": "wei, as a decimal string"}
+
 
 class ProblemDetailSerializer(serializers.Serializer):
     status = serializers.IntegerField()

@@ -1,7 +1,7 @@
 """The private-inference answers (fields of seeds/b3iq-private-inference-get-job.txt), for the schema."""
 from rest_framework import serializers
 
-from jobs.openapi import WEI
+from marketplace.openapi import WEI
 
 
 class EnvelopeSerializer(serializers.Serializer):

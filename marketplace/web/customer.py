@@ -10,10 +10,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.ledger import account_for_customer
-from billing.selectors import usage_by_day
 from jobs.exceptions import JobNotFound
 from jobs.models import Job
-from jobs.selectors import job_get_for_customer, jobs_recent_for_customer
+from jobs.selectors import job_get_for_customer, jobs_recent_for_customer, usage_by_day
 from jobs.services.submit import JobSpec, job_submit
 from marketplace.authentication import CustomerPrincipal
 from marketplace.errors import ApiError

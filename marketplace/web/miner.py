@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from billing.selectors import miner_earnings
+from jobs.selectors import miner_earnings
 from marketplace.web.access import miner_required
 from marketplace.web.charts import daily_wei_chart
 from nodes.models import EnrollmentToken

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from marketplace.demo import demo_ensure
+from marketplace.management.demo import demo_ensure
 from nodes.agent.marketplace_link import ENROLLMENT_FILE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
