@@ -184,8 +184,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # a node's channel carries every job assigned to it: room for a busy node's burst
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CACHE_KEY_PREFIX", "asgi"), "capacity": 2000},
+            # a node's channel carries every job assigned to it: room for a busy node's burst.
+            # A consumer waits on Redis in 5 s BRPOPs; the client's own timeout must outlast one,
+            # or an idle consumer (a node socket) dies of a read timeout (redis-py's default is 5 s)
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+                "prefix": env_str("CACHE_KEY_PREFIX", "asgi"),
+                "capacity": 2000,
+            },
         }
     }
     CACHES = {

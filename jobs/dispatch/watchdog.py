@@ -18,8 +18,8 @@ from jobs.services.money import job_billing_close
 from nodes.models import Node
 
 BATCH = 200
-# a node has this long to say it started a job it was given before the job goes elsewhere
-ACCEPT_SECONDS = 10
+# a node has this long to say it started a job it was given before the job is taken back
+ACCEPT_SECONDS = 15
 
 
 def jobs_watch(*, now=None) -> int:
@@ -35,7 +35,11 @@ def jobs_watch(*, now=None) -> int:
         actions += 1
     unaccepted = active.filter(status=JobStatus.ASSIGNED, assigned_at__lt=now - timedelta(seconds=ACCEPT_SECONDS))
     for job in unaccepted[:BATCH]:
-        attempt_abandoned(job=job, error=f"node {job.node.public_id} did not start the job in {ACCEPT_SECONDS} s")
+        # a node that kept beating may never have had the frame (the marketplace lost or delayed
+        # it): it is not blamed and may get the job again. A node silent since is struck and passed over.
+        alive = job.node.last_heartbeat_at is not None and job.node.last_heartbeat_at > job.assigned_at
+        attempt_abandoned(job=job, error=f"node {job.node.public_id} did not start the job in {ACCEPT_SECONDS} s",
+                          strike=not alive, exclude=not alive)
         actions += 1
     # a node silent past the grace is gone: its socket is forgotten and its jobs go elsewhere
     horizon = now - timedelta(seconds=settings.NODE_OFFLINE_AFTER_SECONDS)

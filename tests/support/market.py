@@ -319,7 +319,9 @@ def _start_market(tmp_path: Path, agent: bool, workers: int, env: dict | None) -
             market.workers.append(
                 subprocess.Popen(
                     [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"],
-                    cwd=PROJECT_ROOT, env=market_env, stdout=open(worker_logs[-1], "wb"), stderr=subprocess.STDOUT,
+                    # INFO at least: its "ready for action" line is how the harness knows it listens
+                    cwd=PROJECT_ROOT, env={**market_env, "LOG_LEVEL": "INFO"}, stdout=open(worker_logs[-1], "wb"),
+                    stderr=subprocess.STDOUT,
                     # a group of its own: a test can SIGKILL a worker with its forked children
                     start_new_session=True,
                 )
