@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.support.waiting import wait_for
 from tests.support.market import (
     delete_queues, process_tree, queue_names, services_configured, start_market, thread_count,
 )
@@ -89,14 +90,8 @@ def _count(market, where: str, params: tuple = ()) -> int:
 
 
 def _wait_for(what: str, check, timeout: float, interval: float = 0.5, describe=None):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout} s" + (f"; {describe()}" if describe else ""))
-        time.sleep(interval)
+    return wait_for(check, timeout, interval,
+                    message=lambda: f"{what}: not after {timeout} s" + (f"; {describe()}" if describe else ""))
 
 
 def _statuses(market) -> dict[str, int]:

@@ -17,7 +17,7 @@ from marketplace.services import customer_get_or_create
 from nodes.models import Node
 from tests import factories
 from tests.support.agent import start_agent
-from tests.support.dispatching import wait_for
+from tests.support.waiting import wait_for
 from tests.support.enrolled import start_enrolled_agent
 from tests.support.fake_node import FakeNode
 

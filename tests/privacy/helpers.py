@@ -4,7 +4,7 @@ The ``dispatcher`` fixture is the worker: scheduler passes and the watchdog.
 """
 from billing.ledger import account_for_customer
 from jobs.models import TERMINAL, Job, JobStatus
-from tests.support.dispatching import wait_for
+from tests.support.waiting import wait_for
 
 
 def run(job_id: str, timeout: float = 30) -> Job:

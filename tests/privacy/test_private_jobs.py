@@ -18,7 +18,7 @@ from privacy.relay import private_result_check
 from privacy.transport import TransportError, b64u, b64u_decode
 from tests import factories
 from tests.privacy.helpers import balances, run, run_until_running
-from tests.support.dispatching import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 
 from django.db import close_old_connections
 
@@ -59,14 +58,3 @@ class Dispatcher:
                 pass
             finally:
                 close_old_connections()
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.05, message: str = ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(message or "condition not met in time")
-        time.sleep(interval)
