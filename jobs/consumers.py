@@ -18,7 +18,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from jobs.exceptions import JobNotFound
 from jobs.live import customer_group, job_group, job_row_event
 from jobs.models import TERMINAL, Job
-from jobs.selectors import job_get_for_customer
+from jobs.selectors import job_status_for_customer
 from jobs.services.lifecycle import job_status_event
 from marketplace.authentication import authenticate_headers, session_principal
 
@@ -61,7 +61,7 @@ def _job_snapshot(scope, job_id: str):
     if principal is None:
         return None, (401, "unauthorized", "send an API key: Authorization: Bearer <key>")
     try:
-        job = job_get_for_customer(customer=principal.customer, job_id=job_id)
+        job = job_status_for_customer(customer=principal.customer, job_id=job_id)
     except JobNotFound as exc:
         return None, (404, exc.code, exc.detail)
     return job_status_event(job), None

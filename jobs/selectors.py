@@ -32,6 +32,18 @@ def job_with_receipt_for_customer(*, customer: Customer, receipt_hash: str) -> J
     return job if job is not None and job.receipt else None
 
 
+def job_status_for_customer(*, customer: Customer, job_id: str) -> Job:
+    """Only what a live stream's first event shows (one table, five columns): every watcher reads it."""
+    job = (
+        Job.objects.filter(public_id=job_id, customer=customer)
+        .only("public_id", "status", "progress", "status_reason", "result", "error")
+        .first()
+    )
+    if job is None:
+        raise JobNotFound(f"no job {job_id}")
+    return job
+
+
 def jobs_recent_for_customer(*, customer: Customer, limit: int = 50) -> list[Job]:
     return list(Job.objects.filter(customer=customer).order_by("-id")[:limit])
 
