@@ -236,6 +236,24 @@ def test_a_node_that_takes_a_job_and_never_answers_loses_it_and_nobody_waits(fak
     assert Node.objects.get(pk=silent.node.pk).strikes == 1
 
 
+def test_a_node_that_keeps_beating_but_never_got_the_frame_is_not_blamed(fake_node, dispatcher, monkeypatch):
+    """The marketplace may lose a frame (a web process died with it) or deliver it late under a
+    burst: a node that is plainly alive loses the attempt, not its slots or its place."""
+    from jobs.dispatch import watchdog
+
+    monkeypatch.setattr(watchdog, "ACCEPT_SECONDS", 1)
+    alive = fake_node()
+    alive.connect()
+    job = make_job(dispatcher)
+    first = alive.receive_type("job")
+    alive.send({"type": "heartbeat", "running": []})  # alive, but it does not run the job
+    second = alive.receive_type("job", timeout=15)  # taken back and given again: the node is not passed over
+    assert (second["job_id"], second["attempt"]) == (first["job_id"], 2)
+    job.refresh_from_db()
+    assert job.excluded_nodes == [] and Node.objects.get(pk=alive.node.pk).strikes == 0
+    assert "did not start the job" in job.attempts.get(number=1).error
+
+
 def test_a_node_that_accepts_and_goes_quiet_is_timed_out_on_time(fake_node, dispatcher):
     quiet = fake_node()
     quiet.connect()
