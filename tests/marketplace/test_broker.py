@@ -14,6 +14,7 @@ import pytest
 from dramatiq import Message
 
 from marketplace.broker import SharedConnectionRabbitmqBroker
+from tests.support.waiting import wait_for
 
 BROKER_URL = os.environ.get("DRAMATIQ_BROKER_URL", "")
 AMQP_PORT = 5672
@@ -85,7 +86,8 @@ def test_fifty_request_threads_send_through_one_connection_and_every_message_arr
     assert errors == []
     assert len(broker.connections) == 1
     assert open_connections_to(AMQP_PORT) - before <= 1
-    assert broker.get_queue_message_counts(queue_name) == (50, 0, 0)
+    wait_for(lambda: broker.get_queue_message_counts(queue_name) == (50, 0, 0), timeout=5, interval=0.1,
+             message=lambda: f"counts: {broker.get_queue_message_counts(queue_name)}")
 
 
 def test_a_lost_connection_is_replaced_on_the_next_send(broker_and_queue):
@@ -95,7 +97,9 @@ def test_a_lost_connection_is_replaced_on_the_next_send(broker_and_queue):
 
     broker.enqueue(message(queue_name, 2))
 
-    assert broker.get_queue_message_counts(queue_name) == (2, 0, 0)
+    # RabbitMQ's count in queue.declare-ok may trail a confirmed publish by a moment
+    wait_for(lambda: broker.get_queue_message_counts(queue_name) == (2, 0, 0), timeout=5, interval=0.1,
+             message=lambda: f"counts: {broker.get_queue_message_counts(queue_name)}")
     assert len(broker.connections) == 1
 
 
@@ -112,7 +116,8 @@ def test_an_idle_connection_is_kept_alive_by_its_heartbeats(settings):
         broker.enqueue(message(queue_name, 2))
 
         assert broker.connections == {connection} and connection.is_open
-        assert broker.get_queue_message_counts(queue_name) == (2, 0, 0)
+        wait_for(lambda: broker.get_queue_message_counts(queue_name) == (2, 0, 0), timeout=5, interval=0.1,
+                 message=lambda: f"counts: {broker.get_queue_message_counts(queue_name)}")
     finally:
         broker.run_on_connection(
             lambda channel: [channel.queue_delete(n) for n in (queue_name, f"{queue_name}.DQ", f"{queue_name}.XQ")]
