@@ -18,7 +18,6 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db.models import Q
 
 from jobs.dispatch.attempts import (
     ForeignAttempt, attempt_abandoned, attempt_accepted, attempt_refused, attempt_result,
@@ -37,6 +36,8 @@ MAX_OUTPUT_CHARS = 64 * 1024
 PROGRESS_WRITE_SECONDS = 1.0
 # a node that keeps sending frames that do not parse is cut off
 MAX_BAD_FRAMES = 20
+# the most attempts a hello may list (a node runs at most MAX_CAPACITY at once)
+MAX_LISTED = 10_000
 
 
 class _Headers:
@@ -68,6 +69,22 @@ def _detach(node_pk: int, channel_name: str) -> None:
     node_detach(node_pk=node_pk, channel_name=channel_name)
 
 
+def _listed(frame: dict, name: str) -> list:
+    """A list the node sent, bounded; anything else counts as empty."""
+    value = frame.get(name)
+    return value[:MAX_LISTED] if isinstance(value, list) else []
+
+
+def _attempt_keys(items: list) -> set[tuple[str, int]]:
+    keys = set()
+    for item in items:
+        try:
+            keys.add(attempt_key(item))
+        except (FrameError, AttributeError):
+            continue  # one malformed entry does not spoil the rest
+    return keys
+
+
 @_off_thread
 def _hello(node_pk: int, frame: dict, connected_at: float) -> tuple[set, list]:
     """Record the node's report and square its jobs with ours: (attempts it holds that are its
@@ -76,18 +93,8 @@ def _hello(node_pk: int, frame: dict, connected_at: float) -> tuple[set, list]:
     node = Node.objects.get(pk=node_pk)
     report = {k: frame[k] for k in ("capacity", "transport_keys") if k in frame}
     node_heartbeat(node=node, report=report)
-    held = set()
-    for item in frame.get("running", [])[:10_000]:
-        try:
-            held.add(attempt_key(item))
-        except (FrameError, TypeError, AttributeError):
-            continue
-    reported = set(held)
-    for item in frame.get("results", [])[:10_000]:
-        try:
-            reported.add(attempt_key(item))
-        except (FrameError, TypeError, AttributeError):
-            continue
+    held = _attempt_keys(_listed(frame, "running"))
+    reported = held | _attempt_keys(_listed(frame, "results"))
     ours = set()
     for job in Job.objects.filter(node_id=node_pk, status__in=(JobStatus.ASSIGNED, JobStatus.RUNNING)).select_related("node"):
         key = (job.public_id, job.attempt_count)
@@ -101,9 +108,8 @@ def _hello(node_pk: int, frame: dict, connected_at: float) -> tuple[set, list]:
 
 @_off_thread
 def _progress(job_id: str, node_pk: int, number: int, percent: int) -> None:
-    Job.objects.filter(public_id=job_id, node_id=node_pk, attempt_count=number, status=JobStatus.RUNNING).filter(
-        Q(progress__lt=percent)
-    ).update(progress=percent)
+    Job.objects.filter(public_id=job_id, node_id=node_pk, attempt_count=number, status=JobStatus.RUNNING,
+                       progress__lt=percent).update(progress=percent)
 
 
 @_off_thread
@@ -167,7 +173,7 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
             self.attempts.setdefault(key, None)
         for job_id, number in strangers:
             await self._send({"type": "cancel", "job_id": job_id, "attempt": number})
-        for item in frame.get("results", [])[:10_000]:
+        for item in _listed(frame, "results"):
             if isinstance(item, dict):
                 await self.on_result({"type": "result", **item})
         await _schedule_now()

@@ -304,7 +304,11 @@ def test_frames_that_are_not_bounded_json_get_an_error_not_a_crash(fake_node):
     assert "deeper" in peer.receive_type("error")["error"]
     peer.ws.send("not json")
     assert peer.receive_type("error")["type"] == "error"
+    peer.send({"type": "hello", "running": "lots", "results": {"x": 1}})  # not lists: nothing held
+    peer.send({"type": "hello", "running": [7, {"job_id": "j"}, None], "results": ["x"]})
+    before = Node.objects.get(pk=peer.node.pk).last_heartbeat_at
     peer.send({"type": "heartbeat", "running": []})  # the socket is still up and served
+    wait_for(lambda: Node.objects.get(pk=peer.node.pk).last_heartbeat_at > before, message="the beat was not served")
     assert Node.objects.get(pk=peer.node.pk).channel_name != ""
 
 
