@@ -248,7 +248,8 @@ class System:
             self.groups.add("web: runmarket (Daphne)", lambda p: subtree(p, web))
         for index in range(self.args.workers):
             worker = subprocess.Popen(
-                [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"],
+                [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8",
+                 "--queues", env["DRAMATIQ_QUEUE"]],
                 cwd=PROJECT_ROOT, env=env, stdout=open(self.folder / f"worker-{index}.log", "wb"),
                 stderr=subprocess.STDOUT)
             self.market.workers.append(worker)

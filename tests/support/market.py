@@ -318,7 +318,10 @@ def _start_market(tmp_path: Path, agent: bool, workers: int, env: dict | None) -
             worker_logs.append(tmp_path / f"worker-{index}.log")
             market.workers.append(
                 subprocess.Popen(
-                    [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8"],
+                    # only this market's queue: a worker listening to every queue would also declare
+                    # django_dramatiq's "default" queue on the shared broker, and leave it there
+                    [sys.executable, "manage.py", "rundramatiq", "--processes", "1", "--threads", "8",
+                     "--queues", market_env["DRAMATIQ_QUEUE"]],
                     # INFO at least: its "ready for action" line is how the harness knows it listens
                     cwd=PROJECT_ROOT, env={**market_env, "LOG_LEVEL": "INFO"}, stdout=open(worker_logs[-1], "wb"),
                     stderr=subprocess.STDOUT,
