@@ -34,6 +34,19 @@ def test_the_printed_curl_line_works_as_printed(market):
     assert job["receipt"]["verified"] is True and job["miner_id"].startswith("miner_")
 
 
+def test_an_output_larger_than_a_mebibyte_on_the_wire_comes_back_whole(market):
+    """The result frame of a large output is far bigger than the request that made it (non-ASCII
+    text is escaped six bytes a character): the node socket must carry it, not cut it off."""
+    text = "é" * 400_000  # 800 kB in the request, as UTF-8; over 2 MB in the node's result frame
+    body = json.dumps({"model": "echo", "input": text}, ensure_ascii=False).encode()
+    response = requests.post(f"{market.url}/v1/jobs", data=body, timeout=30,
+                             headers={**market.headers(), "Content-Type": "application/json"})
+    assert response.status_code == 201, response.text
+    job = market.wait(response.json()["job_id"], timeout=60)
+    assert job["status"] == "completed" and job["attempts"] == 1, job["status_reason"]
+    assert job["result"] == {"input": text}
+
+
 def test_a_chain_of_containers_runs(market):
     job = market.wait(market.submit({"containers": ["tokens", "echo"], "input": {"text": "a b c"}}))
     assert job["status"] == "completed" and job["result"] == {"text": "a b c", "tokens": 3}

@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand
 
 from marketplace.management.demo import demo_ensure
 from nodes.agent.marketplace_link import ENROLLMENT_FILE
+from nodes.agent.wire import MAX_FRAME_BYTES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -166,4 +167,8 @@ class Command(BaseCommand):
             application=application,
             endpoints=build_endpoint_description_strings(host=host, port=port),
             verbosity=0,
+            # a node's result comes up its socket as one frame: Daphne's 1 MiB default would cut
+            # off every job with a larger output (and the node would offer it again forever)
+            websocket_max_message_size=MAX_FRAME_BYTES,
+            websocket_max_frame_size=MAX_FRAME_BYTES,
         ).run()

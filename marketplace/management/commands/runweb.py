@@ -24,6 +24,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from nodes.agent.wire import MAX_FRAME_BYTES
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -160,4 +162,6 @@ class Command(BaseCommand):
         _set_tcp_nodelay_on_daphne_connections()
         # Daphne's default backlog of 50 resets connections in a burst of stream opens (issue 12)
         endpoints = [f"{e}:backlog={backlog}" for e in build_endpoint_description_strings(host=host, port=port)]
-        Server(application=application, endpoints=endpoints, verbosity=0).run()
+        # node results come up their sockets as single frames (see runmarket)
+        Server(application=application, endpoints=endpoints, verbosity=0,
+               websocket_max_message_size=MAX_FRAME_BYTES, websocket_max_frame_size=MAX_FRAME_BYTES).run()
