@@ -66,8 +66,7 @@ async def direct_job(session: aiohttp.ClientSession, agent_url: str) -> None:
                             json={"containers": ["echo"], "data": {"input": "ping"}}) as response:
         if response.status != 200:
             raise RuntimeError(f"agent refused: {response.status} {await response.text()}")
-        async for _ in response.content.iter_any():
-            pass
+        await response.read()
 
 
 async def market_job(session: aiohttp.ClientSession, rest_url: str, stream_url: str, key: str) -> None:

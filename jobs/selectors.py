@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 
 from billing.ledger import account_for_miner
 from jobs.exceptions import InvalidQuery, JobNotFound
-from jobs.models import ACTIVE, Job, JobStatus
+from jobs.models import Job, JobStatus
 from marketplace.models import Customer, Miner
 from marketplace.shared_cache import cache_get, cache_set
 from nodes.selectors import node_capacity_for
@@ -46,13 +46,6 @@ def job_status_for_customer(*, customer: Customer, job_id: str) -> Job:
 
 def jobs_recent_for_customer(*, customer: Customer, limit: int = 50) -> list[Job]:
     return list(Job.objects.filter(customer=customer).order_by("-id")[:limit])
-
-
-def jobs_active_count(*, customer: Customer, api_key=None) -> int:
-    jobs = Job.objects.filter(customer=customer, status__in=ACTIVE)
-    if api_key is not None:
-        jobs = jobs.filter(api_key=api_key)
-    return jobs.count()
 
 
 def encode_cursor(pk: int) -> str:

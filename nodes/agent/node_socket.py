@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import logging
 import random
 import time
@@ -61,13 +62,13 @@ class _Watcher:
     def chunk(self, job: "Job", data: bytes) -> None:
         text = self._decoder.decode(data)
         if text:
-            self._link.send_soon({"type": "output", "job_id": self._key[0], "attempt": self._key[1], "data": text})
+            self._link.send({"type": "output", "job_id": self._key[0], "attempt": self._key[1], "data": text})
 
     def progress(self, job: "Job") -> None:
         now = time.monotonic()
         if now - self._progress_sent >= PROGRESS_EVERY_SECONDS:
             self._progress_sent = now
-            self._link.send_soon({"type": "progress", "job_id": self._key[0], "attempt": self._key[1],
+            self._link.send({"type": "progress", "job_id": self._key[0], "attempt": self._key[1],
                                   "progress": round(job.progress, 4)})
 
     def finished(self, job: "Job") -> None:
@@ -83,7 +84,6 @@ class NodeSocket:
         self.running: dict[Key, "Job"] = {}
         self.outbox: OrderedDict[Key, tuple[float, dict]] = OrderedDict()
         self._interval = enrollment.heartbeat_interval_seconds
-        self.connected = asyncio.Event()
         # one writer per connection sends frames in the order they were made: a job's last
         # output chunk never arrives after its result
         self._outgoing: asyncio.Queue[dict] = asyncio.Queue(maxsize=MAX_QUEUED_FRAMES)
@@ -116,10 +116,9 @@ class NodeSocket:
                                       heartbeat=max(self._interval * 3, 10)) as ws:
             self._outgoing = asyncio.Queue(maxsize=MAX_QUEUED_FRAMES)
             self._ws = ws
-            self._send(self._hello())
+            self.send(self._hello())
             writer = asyncio.create_task(self._write(ws))
             beats = asyncio.create_task(self._heartbeats())
-            self.connected.set()
             log.info("connected to the marketplace socket")
             try:
                 async for message in ws:
@@ -131,7 +130,6 @@ class NodeSocket:
                 beats.cancel()
                 writer.cancel()
                 self._ws = None
-                self.connected.clear()
         log.warning("marketplace socket closed (code %s)", ws.close_code)
 
     async def _write(self, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -143,7 +141,7 @@ class NodeSocket:
                 log.info("could not send a %s frame: %s", frame.get("type"), exc)
                 return
 
-    def _send(self, frame: dict) -> None:
+    def send(self, frame: dict) -> None:
         """Queue a frame for this connection; while down, nothing is queued: output and progress
         are live only, and results wait in the outbox for the next hello."""
         if self._ws is None:
@@ -152,9 +150,6 @@ class NodeSocket:
             self._outgoing.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("dropped a %s frame: the marketplace is not reading", frame.get("type"))
-
-    send_soon = _send
-
     def _keys(self, keys) -> list[dict]:
         return [{"job_id": job_id, "attempt": number} for job_id, number in keys]
 
@@ -170,22 +165,20 @@ class NodeSocket:
     async def _heartbeats(self) -> None:
         keys_changed = self._state.keys_changed
         while True:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):  # a beat is due, or the keys changed
                 await asyncio.wait_for(keys_changed.wait(), self._interval)
-            except asyncio.TimeoutError:
-                pass
             frame = {"type": "heartbeat", "running": self._keys(self.running),
                      "free": max(0, self._state.config.capacity - len(self.running))}
             if keys_changed.is_set():
                 keys_changed.clear()
                 frame["transport_keys"] = self._state.keyring.published()
-            self._send(frame)
+            self.send(frame)
             # results the marketplace has not acknowledged in a while are offered again
             horizon = time.monotonic() - RESEND_AFTER_SECONDS
             for key, (sent, result) in list(self.outbox.items()):
                 if sent < horizon:
                     self.outbox[key] = (time.monotonic(), result)
-                    self._send({"type": "result", "job_id": key[0], "attempt": key[1], "result": result})
+                    self.send({"type": "result", "job_id": key[0], "attempt": key[1], "result": result})
 
     # --- frames from the marketplace ---------------------------------------------------------
 
@@ -213,11 +206,11 @@ class NodeSocket:
     async def _job(self, frame: dict) -> None:
         key = attempt_key(frame)
         if key in self.running:
-            self._send({"type": "accepted", "job_id": key[0], "attempt": key[1],
+            self.send({"type": "accepted", "job_id": key[0], "attempt": key[1],
                               "node_job_id": self.running[key].id})
             return
         if key in self.outbox:
-            self._send({"type": "result", "job_id": key[0], "attempt": key[1], "result": self.outbox[key][1]})
+            self.send({"type": "result", "job_id": key[0], "attempt": key[1], "result": self.outbox[key][1]})
             return
         state = self._state
         try:
@@ -236,12 +229,12 @@ class NodeSocket:
                                           watcher=_Watcher(self, key))
         except AgentError as error:
             code = str(error.params.get("code", "")) or ("at_capacity" if error.status == 503 else "")
-            self._send({"type": "refused", "job_id": key[0], "attempt": key[1], "code": code,
+            self.send({"type": "refused", "job_id": key[0], "attempt": key[1], "code": code,
                               "error": error.error})
             return
         self.running[key] = job
         log.debug("job %s (%s attempt %d) started for the marketplace", job.id, key[0], key[1])
-        self._send({"type": "accepted", "job_id": key[0], "attempt": key[1], "node_job_id": job.id})
+        self.send({"type": "accepted", "job_id": key[0], "attempt": key[1], "node_job_id": job.id})
 
     def finished(self, key: Key, job: "Job") -> None:
         self.running.pop(key, None)
@@ -250,4 +243,4 @@ class NodeSocket:
         while len(self.outbox) > MAX_OUTBOX:
             dropped, _ = self.outbox.popitem(last=False)
             log.warning("dropped the unacknowledged result of %s: the outbox is full", dropped)
-        self.send_soon({"type": "result", "job_id": key[0], "attempt": key[1], "result": result})
+        self.send({"type": "result", "job_id": key[0], "attempt": key[1], "result": result})

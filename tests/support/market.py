@@ -7,6 +7,7 @@ Redis (CI's second run), the market gets a fresh database of its own and real
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -197,10 +198,8 @@ class Market:
                     proc.kill()
                     proc.wait()
             for worker in self.workers:  # forked children left behind by a parent that was killed
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is gone already
                     os.killpg(worker.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
         finally:
             try:
                 if self.database:

@@ -10,6 +10,7 @@ seen what it wanted need not wait out the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter
 
@@ -42,10 +43,8 @@ class NapService:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
         try:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):  # slept its time (or released early)
                 await asyncio.wait_for(self._released.wait(), seconds)
-            except asyncio.TimeoutError:
-                pass
         finally:
             with self._lock:
                 self.in_flight -= 1
@@ -101,9 +100,8 @@ class NapService:
         async def shutdown() -> None:
             await self._runner.cleanup()
 
-        try:
+        # stopping is best effort: the server's thread is a daemon and dies with the tests
+        with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=15)
-        except Exception:  # noqa: BLE001 - stopping is best effort; the thread is a daemon
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
