@@ -51,6 +51,15 @@ def cache_set(key: str, value: Any, timeout: float) -> None:
         cache_unavailable(exc, doing="not caching")
 
 
+def cache_add(key: str, value: Any, timeout: float) -> bool:
+    """Set ``key`` unless it is set; True if this call set it. Without the cache, always True."""
+    try:
+        return cache.add(key, value, timeout)
+    except CACHE_ERRORS as exc:
+        cache_unavailable(exc, doing="acting as if the key were free")
+        return True
+
+
 def cache_delete_many(keys: Iterable[str]) -> None:
     keys = list(keys)
     if not keys:

@@ -9,9 +9,16 @@ as frames; what the node says comes up and is handed to ``jobs.dispatch.attempts
 Output and progress are relayed straight to the job's live group, without the
 database, but only for attempts this socket was given or the node's hello proved
 it holds: a node cannot write into another customer's job.
+
+A heartbeat is recorded as it arrives. Every other frame goes through the
+socket's own queue, handled one at a time in the order the node sent them: when
+the marketplace is slow to settle a burst of results, the node's heartbeats do
+not wait behind them, and the watchdog does not take a busy node for a silent one.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 
@@ -38,6 +45,8 @@ PROGRESS_WRITE_SECONDS = 1.0
 MAX_BAD_FRAMES = 20
 # the most attempts a hello may list (a node runs at most MAX_CAPACITY at once)
 MAX_LISTED = 10_000
+# frames waiting for their turn; a node further ahead than this is read no faster than it is served
+MAX_QUEUED_FRAMES = 1_000
 
 
 class _Headers:
@@ -135,6 +144,8 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
         self.progress_written: dict[tuple[str, int], float] = {}
         self.bad_frames = 0
         self.connected_at = time.time()
+        self.frames: asyncio.Queue[dict] = asyncio.Queue(MAX_QUEUED_FRAMES)
+        self.handler = asyncio.get_running_loop().create_task(self._handle_in_order())
         await self.accept()
         previous = await _attach(node, self.channel_name)
         if previous:
@@ -145,6 +156,10 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         if hasattr(self, "node_pk"):
+            # frames not handled yet are dropped: the node offers its unacknowledged results again
+            self.handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.handler
             await _detach(self.node_pk, self.channel_name)
 
     async def _send(self, frame: dict) -> None:
@@ -153,12 +168,35 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         try:
             frame = decode_frame(text_data if text_data is not None else bytes_data or b"", NODE_TYPES)
-            await getattr(self, f"on_{frame['type']}")(frame)
         except FrameError as exc:
-            self.bad_frames += 1
-            await self._send({"type": "error", "error": str(exc)})
-            if self.bad_frames > MAX_BAD_FRAMES:
-                await self.close(code=4400)
+            await self._bad_frame(exc)
+            return
+        if frame["type"] == "heartbeat":
+            await self._handle(frame)
+        else:
+            await self.frames.put(frame)
+
+    async def _handle_in_order(self) -> None:
+        while True:
+            frame = await self.frames.get()
+            try:
+                await self._handle(frame)
+            except Exception:
+                # one frame's failure (the database, say) is not the socket's end: the node
+                # offers an unacknowledged result again, the watchdog takes back the rest
+                log.exception("node %s: a %s frame failed", self.node_id, frame["type"])
+
+    async def _handle(self, frame: dict) -> None:
+        try:
+            await getattr(self, f"on_{frame['type']}")(frame)
+        except (FrameError, NodeRequestInvalid) as exc:
+            await self._bad_frame(exc)
+
+    async def _bad_frame(self, exc: Exception) -> None:
+        self.bad_frames += 1
+        await self._send({"type": "error", "error": str(exc)})
+        if self.bad_frames > MAX_BAD_FRAMES:
+            await self.close(code=4400)
 
     # --- frames from the node -------------------------------------------------------------
 

@@ -1,11 +1,15 @@
 """The slot scheduler: queued jobs to connected nodes with a free slot, several per transaction.
 
 A pass locks the connected nodes it can (``SKIP LOCKED``: nodes another pass is
-filling are left to it), counts their busy slots, takes queued jobs in priority
+filling are left to it), then counts their busy slots, takes queued jobs in priority
 order, then oldest (``SKIP LOCKED`` again), and gives each the cheapest fitting
 node with a slot left, the least loaded on a tie. Two passes never give out the
 same slot or the same job; a job is dispatched once per attempt. The frames go
 down the nodes' sockets after commit.
+
+A pass that finds nodes locked by another pass says so (``contended``): the other
+pass may have read the queue before this pass's job arrived, so the caller runs
+another pass shortly instead of leaving the job to the watchdog's sweep.
 """
 from __future__ import annotations
 
@@ -13,8 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, Func, Q, Subquery
 from django.utils import timezone
 
 from jobs.dispatch.node_channel import node_send_after_commit
@@ -49,15 +52,35 @@ def _lockable(queryset):
     return queryset  # SQLite: the write transaction already excludes every other writer
 
 
-def _open_slots() -> list[_Slots]:
-    """The connected nodes this pass may fill, each with its busy slots counted, in one statement."""
-    busy = (
-        Job.objects.filter(node=OuterRef("pk"), status__in=BUSY).order_by().values("node")
-        .annotate(n=Count("pk")).values("n")
+@dataclass(frozen=True)
+class SchedulePass:
+    assigned: int
+    # another pass held some of the nodes: jobs it did not see may wait for a pass of their own
+    contended: bool = False
+    # it stopped at its batch: more queued jobs may fit the slots left
+    full: bool = False
+
+
+def _open_slots() -> tuple[list[_Slots], bool]:
+    """The connected nodes this pass may fill, each with its busy slots counted, and whether
+    another pass holds some of them."""
+    # counted apart from the lock: the nodes online whether or not another pass holds them
+    online = nodes_online().order_by().values(n=Func(F("pk"), function="COUNT"))
+    nodes = list(_lockable(nodes_online().annotate(online=Subquery(online)).order_by("pk")))
+    if nodes:
+        contended = len(nodes) < nodes[0].online
+    else:
+        contended = connection.features.has_select_for_update_skip_locked and nodes_online().exists()
+        return [], contended
+    # busy slots are counted once the nodes are held, in a statement of its own: a count made
+    # in the locking statement reads the database as it was when that statement began, and
+    # misses the jobs that a pass holding a node then gave it and committed before letting go
+    busy = dict(
+        Job.objects.filter(node_id__in=[node.pk for node in nodes], status__in=BUSY).order_by()
+        .values_list("node_id").annotate(n=Count("pk"))
     )
-    nodes = _lockable(nodes_online().annotate(busy=Coalesce(Subquery(busy), 0)).order_by("pk"))
-    slots = [_Slots(node, node.busy) for node in nodes]
-    return [s for s in slots if s.free > 0]
+    slots = [_Slots(node, busy.get(node.pk, 0)) for node in nodes]
+    return [s for s in slots if s.free > 0], contended
 
 
 def _queued(slots: list[_Slots], limit: int):
@@ -117,13 +140,13 @@ def _assign(job: Job, node: Node) -> bool:
     return assigned
 
 
-def schedule(*, limit: int = BATCH) -> int:
-    """One pass of the scheduler; the number of jobs it assigned."""
+def schedule(*, limit: int = BATCH) -> SchedulePass:
+    """One pass of the scheduler: how many jobs it assigned, and whether it met another pass."""
     assigned = 0
     with transaction.atomic():
-        slots = _open_slots()
+        slots, contended = _open_slots()
         if not slots:
-            return 0
+            return SchedulePass(0, contended)
         for job in _queued(slots, limit):
             fitting = sorted((s for s in slots if s.free > 0 and _fits(job, s.node)), key=_Slots.order)
             if not fitting:
@@ -135,4 +158,4 @@ def schedule(*, limit: int = BATCH) -> int:
                 assigned += 1
             if not any(s.free > 0 for s in slots):
                 break
-    return assigned
+    return SchedulePass(assigned, contended, full=assigned >= limit)

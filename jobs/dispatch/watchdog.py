@@ -64,5 +64,5 @@ def jobs_watch(*, now=None) -> int:
         actions += 1
     # jobs whose scheduling message was lost still find their slot
     if Job.objects.filter(status=JobStatus.QUEUED).exists():
-        actions += schedule()
+        actions += schedule().assigned
     return actions

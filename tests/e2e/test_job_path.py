@@ -136,6 +136,24 @@ def _money_adds_up(market) -> bool:
     ) == "True"
 
 
+def _late_naps(market, nap) -> list:
+    """For naps that began long after the first: when their job was made, assigned, started, and where."""
+    late = nap.late(after=30)[:5]
+    if not late or not market.database:  # SQLite gives its times as text
+        return []
+    first = min(nap.began.values())
+    rows = []
+    for marker, began in late:
+        row = market.sql("SELECT j.created_at, j.assigned_at, j.started_at, n.name FROM jobs_job j "
+                         "LEFT JOIN nodes_node n ON n.id = j.node_id WHERE CAST(j.input AS TEXT) LIKE %s",
+                         (f'%"{marker}"%',))
+        if row:
+            created, assigned, started, node = row[0]
+            at = lambda v: round(v.timestamp() - first, 1) if v else None  # noqa: E731
+            rows.append((marker, round(began - first, 1), at(created), at(assigned), at(started), node))
+    return rows
+
+
 def _database_connections(market) -> int:
     """Backends connected to the market's own PostgreSQL database (this query's excluded)."""
     return market.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -193,6 +211,8 @@ def test_2000_jobs_run_at_once_across_20_agents_and_no_thread_or_connection_wait
 
         def describe() -> str:
             return (f"submitted in {submitted:.1f} s; the service holds {nap.stats()[0]} (peak {nap.stats()[1]}); "
+                    f"naps began over {nap.spread():.1f} s; cut short {nap.cut_short[:5]} ({len(nap.cut_short)}); "
+                    f"began late {_late_naps(market, nap)}; "
                     f"jobs by status {_statuses(market)}; attempts {_attempt_endings(market)}; peak running {peak_running}; nodes (name, capacity, strikes, "
                     f"connected) {market.sql('SELECT name, capacity, strikes, channel_name <> %s FROM nodes_node', ('',))}"
                     f"\n{market.log()[-3000:]}")

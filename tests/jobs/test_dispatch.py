@@ -254,6 +254,40 @@ def test_a_node_that_keeps_beating_but_never_got_the_frame_is_not_blamed(fake_no
     assert "did not start the job" in job.attempts.get(number=1).error
 
 
+def test_a_node_whose_results_are_slow_to_settle_is_heard_beating_meanwhile(fake_node, dispatcher, monkeypatch):
+    """A burst of results may take the marketplace a while to settle: the node's heartbeats are
+    recorded as they come, or the watchdog would take a busy node for a silent one and fail
+    over every job it holds."""
+    import threading
+
+    from jobs.dispatch import node_socket
+
+    busy = fake_node()
+    busy.connect()
+    job = make_job(dispatcher)
+    frame = busy.receive_type("job")
+    busy.send({"type": "accepted", "job_id": frame["job_id"], "attempt": 1, "node_job_id": "n1"})
+    wait_job(job, (JobStatus.RUNNING,))
+    settling, release = threading.Event(), threading.Event()
+
+    def slow_result(**kwargs):
+        settling.set()
+        release.wait(20)
+        raise node_socket.ForeignAttempt("not settled in this test")
+
+    monkeypatch.setattr(node_socket, "attempt_result", slow_result)
+    Node.objects.filter(pk=busy.node.pk).update(last_heartbeat_at=None)
+    try:
+        busy.send({"type": "result", "job_id": frame["job_id"], "attempt": 1, "result": {"status": "success"}})
+        assert settling.wait(10)
+        busy.send({"type": "heartbeat"})
+        wait_for(lambda: Node.objects.get(pk=busy.node.pk).last_heartbeat_at is not None, timeout=5,
+                 message="the heartbeat waited behind the result")
+    finally:
+        release.set()
+    assert busy.receive_type("ack")["accepted"] is False  # and the result was still answered, in turn
+
+
 def test_a_node_that_accepts_and_goes_quiet_is_timed_out_on_time(fake_node, dispatcher):
     quiet = fake_node()
     quiet.connect()

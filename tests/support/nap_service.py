@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import Counter
 
 from aiohttp import web
@@ -24,6 +25,9 @@ class NapService:
         self.calls: Counter[str] = Counter()
         self.in_flight = 0
         self.peak = 0
+        # when each marker's nap began (wall clock, to compare with the database's times), and the naps that ended before their time (not released)
+        self.began: dict[str, float] = {}
+        self.cut_short: list[tuple[str, float]] = []
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._released: asyncio.Event | None = None
@@ -42,12 +46,17 @@ class NapService:
             self.calls[str(marker)] += 1
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
+            self.began[str(marker)] = time.time()
+            began = time.monotonic()
         try:
             with contextlib.suppress(asyncio.TimeoutError):  # slept its time (or released early)
                 await asyncio.wait_for(self._released.wait(), seconds)
         finally:
             with self._lock:
                 self.in_flight -= 1
+                slept = time.monotonic() - began
+                if slept < seconds - 0.5 and not self._released.is_set():
+                    self.cut_short.append((str(marker), slept))
         return web.json_response({"slept": seconds, "marker": marker})
 
     async def _start(self, port: int) -> None:
@@ -91,6 +100,17 @@ class NapService:
     def stats(self) -> tuple[int, int]:
         with self._lock:
             return self.in_flight, self.peak
+
+    def spread(self) -> float:
+        """Seconds between the first nap's start and the last's."""
+        with self._lock:
+            return max(self.began.values()) - min(self.began.values()) if self.began else 0.0
+
+    def late(self, after: float) -> list[tuple[str, float]]:
+        """The markers whose nap began more than ``after`` seconds after the first one's, latest first."""
+        with self._lock:
+            first = min(self.began.values(), default=0.0)
+            return sorted(((m, t) for m, t in self.began.items() if t - first > after), key=lambda mt: -mt[1])
 
     def stop(self) -> None:
         if self._loop is None or self._thread is None:
