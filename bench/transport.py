@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa: E402
 
-from privacy.transport import Context, open_request, seal_request  # noqa: E402
+from wire.envelope import Context, open_request, seal_request  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 

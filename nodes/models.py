@@ -58,7 +58,7 @@ class Node(models.Model):
     hardware = models.JSONField(default=dict)
     capacity = models.PositiveIntegerField(default=4, help_text="jobs it runs at once")
     price_per_second_wei = WeiField(default=0)
-    # signed X25519 keys customers seal private jobs to (privacy.keys); replaced on every heartbeat
+    # signed X25519 keys customers seal private jobs to (wire.keys); replaced on every heartbeat
     transport_keys = models.JSONField(default=list, blank=True)
 
     enrolled_at = models.DateTimeField(default=timezone.now)

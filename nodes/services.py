@@ -11,12 +11,12 @@ from django.utils import timezone
 
 from marketplace.ids import new_secret, secret_hash
 from marketplace.models import Miner
-from nodes.agent.identity import request_signing_message, verify_signature
 from nodes.exceptions import EnrollmentRefused, NodeAuthenticationFailed, NodeRequestInvalid
 from nodes.gpus import gpu_type_normalize
 from nodes.models import EnrollmentToken, Node
-from privacy.keys import transport_key_check
-from privacy.transport import TransportError
+from wire.envelope import TransportError
+from wire.keys import transport_key_check
+from wire.signing import request_signing_message, verify_signature
 
 SIGNATURE_MAX_AGE_SECONDS = 120
 # the most jobs a node may say it runs at once; what it really serves is learned (strikes)

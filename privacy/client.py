@@ -22,8 +22,8 @@ from pathlib import Path
 
 import requests
 
-from privacy.keys import private_receipt_check, sha256_hex, transport_key_check, transport_key_current
-from privacy.transport import (
+from wire.encoding import sha256_hex
+from wire.envelope import (
     Context,
     TransportError,
     b64u_decode,
@@ -32,6 +32,7 @@ from privacy.transport import (
     response_aad,
     seal_request,
 )
+from wire.keys import private_receipt_check, transport_key_check, transport_key_current
 
 FINAL = {"completed", "failed", "cancelled", "expired"}
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from jobs.models import Job
 from nodes.models import Node
-from privacy.keys import private_receipt_check, sha256_hex
-from privacy.transport import Context, TransportError, b64u_decode, parse_envelope, request_aad, response_aad
+from wire.encoding import sha256_hex
+from wire.envelope import Context, TransportError, b64u_decode, parse_envelope, request_aad, response_aad
+from wire.keys import private_receipt_check
 
 PRIVATE_PUSH_PATH = "/api/private/jobs/stream"
 

@@ -9,7 +9,7 @@ from marketplace.models import Customer
 from nodes.models import Node
 from nodes.selectors import nodes_online
 from privacy.exceptions import PrivateJobNotFound
-from privacy.keys import transport_key_usable
+from wire.keys import transport_key_usable
 
 
 def private_gpu(node: Node) -> tuple[str, int]:

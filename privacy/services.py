@@ -28,9 +28,9 @@ from privacy.exceptions import (
     PrivateJobConflict,
     UnknownKeyId,
 )
-from privacy.keys import transport_key_usable
 from privacy.selectors import private_gpu, private_quote
-from privacy.transport import Context, TransportError, parse_envelope, request_aad
+from wire.envelope import Context, TransportError, parse_envelope, request_aad
+from wire.keys import transport_key_usable
 
 
 @dataclass(frozen=True)

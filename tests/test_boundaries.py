@@ -3,7 +3,8 @@
 Every ``import`` and ``from … import`` (at any depth: inside functions and ``TYPE_CHECKING``
 blocks too, relative ones resolved) of the lower layers is read from its source; one that
 names a higher layer fails the test with its file and line. The node agent runs on miners'
-machines: it imports no Django at all and nothing of the marketplace's apps.
+machines: it imports no Django at all and nothing of the marketplace's apps. ``wire``, the
+formats the agent, the marketplace and the customer's client share, sits under everything.
 Migrations are skipped: they are history, and name a field by the path it had when written.
 """
 from __future__ import annotations
@@ -35,25 +36,12 @@ LAYERS = {
     "nodes": Layer("nodes", frozenset({"jobs", "billing", "privacy"})),
     "nodes.agent": Layer("nodes.agent", frozenset(APPS | DJANGO), only_below_self="nodes.agent"),
     "marketplace": Layer("marketplace", frozenset({"jobs", "nodes", "billing", "privacy"})),
+    # the formats on the wire, under everything: the agent and the customer's client use them too
+    "wire": Layer("wire", frozenset(APPS | DJANGO)),
 }
 
 # (file, imported module) → why it may stay for now. Keep this short: fix, don't list.
-ALLOWED: dict[tuple[str, str], str] = {
-    ("nodes/agent/identity.py", "privacy.keys"):
-        "the private-receipt field list; waits for the one Django-free wire module (STYLE: Boundaries)",
-    ("nodes/agent/private.py", "privacy.keys"):
-        "sha256_hex of the private envelope; waits for the one Django-free wire module",
-    ("nodes/agent/private.py", "privacy.transport"):
-        "sealing the private envelope (pure, no Django); waits for the one Django-free wire module",
-    ("nodes/agent/transport_keys.py", "privacy.keys"):
-        "signed transport-key statements (pure); waits for the one Django-free wire module",
-    ("nodes/agent/transport_keys.py", "privacy.transport"):
-        "opening the private envelope (pure); waits for the one Django-free wire module",
-    ("nodes/services.py", "privacy.keys"):
-        "checks the transport keys a node reports; waits for the one Django-free wire module",
-    ("nodes/services.py", "privacy.transport"):
-        "TransportError from that check; waits for the one Django-free wire module",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _layer_of(relative: Path) -> Layer | None:
@@ -66,6 +54,8 @@ def _layer_of(relative: Path) -> Layer | None:
         return LAYERS["nodes.agent"] if parts[1:2] == ("agent",) else LAYERS["nodes"]
     if parts[0] == "marketplace":
         return None if parts[1] in MARKETPLACE_TOP else LAYERS["marketplace"]
+    if parts[0] == "wire":
+        return LAYERS["wire"]
     return None
 
 
@@ -110,7 +100,7 @@ def _points_up(layer: Layer, module: str) -> bool:
 
 def _scanned_files() -> list[Path]:
     files = []
-    for package in ("billing", "nodes", "marketplace"):
+    for package in ("billing", "nodes", "marketplace", "wire"):
         for path in sorted((ROOT / package).rglob("*.py")):
             relative = path.relative_to(ROOT)
             if _layer_of(relative) is not None:
@@ -130,7 +120,8 @@ def _offenders() -> list[tuple[str, int, str, str]]:
 
 def test_the_scan_sees_every_layer():
     files = {f.as_posix() for f in _scanned_files()}
-    assert {"billing/services.py", "nodes/models.py", "nodes/agent/main.py", "marketplace/models.py"} <= files
+    assert {"billing/services.py", "nodes/models.py", "nodes/agent/main.py", "marketplace/models.py",
+            "wire/envelope.py"} <= files
     assert not any(f.startswith(("marketplace/web/", "marketplace/sdk/", "marketplace/management/")) for f in files)
     assert not any("/migrations/" in f for f in files)
     assert "marketplace/urls.py" not in files
@@ -166,6 +157,10 @@ def test_every_allowed_import_is_still_there():
         ("nodes/agent/x.py", "import importlib\nimportlib.import_module('marketplace.ids')", ["marketplace.ids"]),
         ("marketplace/x.py", "from nodes.models import Node", ["nodes.models"]),
         ("marketplace/x.py", "from marketplace.ids import public_id", []),
+        ("nodes/agent/x.py", "from wire.frames import decode_frame", []),
+        ("wire/x.py", "from wire.encoding import b64u\nimport cryptography", []),
+        ("wire/x.py", "from privacy.relay import private_push", ["privacy.relay"]),
+        ("wire/x.py", "from django.conf import settings", ["django.conf"]),
     ],
 )
 def test_the_scan_reads_what_it_should(tmp_path, monkeypatch, path, source, expected):

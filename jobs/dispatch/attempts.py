@@ -23,12 +23,12 @@ from jobs.dispatch.node_channel import cancel_on_node
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.live import job_row_event
 from jobs.services.lifecycle import job_start, job_transition
-from nodes.agent.identity import verify_receipt
-from nodes.agent.wire import json_bytes
 from nodes.models import Node
 from nodes.selectors import no_candidate_reason
 from privacy.relay import private_result_check
-from privacy.transport import TransportError
+from wire.encoding import json_bytes
+from wire.envelope import TransportError
+from wire.signing import verify_receipt
 
 log = logging.getLogger(__name__)
 

@@ -1,61 +1,25 @@
-"""The node's Ed25519 identity key and the receipts it signs.
+"""The node's Ed25519 identity key: made on first start, kept on disk readable by its owner only.
 
-The key is made on first start and kept on disk, readable by its owner only:
-it is what the marketplace enrols, and what every receipt is checked against.
+It is what the marketplace enrols, and what every receipt is checked against. The
+formats it signs are ``wire.signing``'s.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import logging
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from privacy.keys import PRIVATE_RECEIPT_FIELDS
+from wire.encoding import b64u, sha256_hex
+from wire.signing import SignedReceipt, receipt_sign, request_signing_message
 
 log = logging.getLogger(__name__)
 
 IDENTITY_FILE = "identity_ed25519.pem"
-
-# a receipt has the private transport's fields for every job (empty where a job is not private)
-RECEIPT_FIELDS = PRIVATE_RECEIPT_FIELDS
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64u_decode(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
-
-
-def canonical_json(document: dict[str, str]) -> bytes:
-    """CANON of PRIVATE_TRANSPORT.md: sorted keys, no spaces, ASCII only."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class SignedReceipt:
-    body: dict[str, str]
-    hash: str
-    signature: str
-    signer: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {"body": self.body, "hash": self.hash, "signature": self.signature, "signer": self.signer}
 
 
 class Identity:
@@ -81,43 +45,7 @@ class Identity:
         return {"X-Node-Timestamp": timestamp, "X-Node-Signature": b64u(signature)}
 
     def sign_receipt(self, fields: dict[str, str]) -> SignedReceipt:
-        missing = set(RECEIPT_FIELDS) - set(fields)
-        extra = set(fields) - set(RECEIPT_FIELDS)
-        if missing or extra or not all(isinstance(v, str) for v in fields.values()):
-            raise ValueError(f"receipt fields are wrong: missing={sorted(missing)} extra={sorted(extra)}")
-        message = canonical_json(fields)
-        return SignedReceipt(
-            body=dict(fields),
-            hash=sha256_hex(message),
-            signature=b64u(self.sign(message)),
-            signer=self.public_key_b64u,
-        )
-
-
-def request_signing_message(timestamp: str, method: str, path: str, body: bytes) -> bytes:
-    """What a node signs for each request it makes to the marketplace (enrol, heartbeat)."""
-    return f"{timestamp}\n{method.upper()}\n{path}\n{hashlib.sha256(body).hexdigest()}".encode()
-
-
-def verify_signature(public_key_b64u: str, signature_b64u: str, message: bytes) -> bool:
-    try:
-        key = Ed25519PublicKey.from_public_bytes(b64u_decode(public_key_b64u))
-        key.verify(b64u_decode(signature_b64u), message)
-    except (InvalidSignature, TypeError, ValueError):
-        return False
-    return True
-
-
-def verify_receipt(receipt: dict, public_key_b64u: str) -> bool:
-    """Check a receipt as a third party would: the hash and the signature over CANON(body)."""
-    try:
-        body = receipt["body"]
-        message = canonical_json(body)
-        if sha256_hex(message) != receipt["hash"]:
-            return False
-    except (KeyError, TypeError, ValueError):
-        return False
-    return verify_signature(public_key_b64u, receipt.get("signature", ""), message)
+        return receipt_sign(fields, sign=self.sign, signer=self.public_key_b64u)
 
 
 def load_or_create_identity(state_dir: Path) -> Identity:

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 
 from nodes.agent.config import AgentConfig
 from nodes.agent.errors import AgentError, AtCapacity, ContainerFailure
-from nodes.agent.identity import Identity, sha256_hex
+from nodes.agent.identity import Identity
 from nodes.agent.private import PrivateSeal
-from nodes.agent.wire import json_bytes
 from nodes.agent.runtimes.base import Chunk, ContainerCall, Event, Progress, Runtime
+from wire.encoding import json_bytes, sha256_hex
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import aiohttp
 from nodes.agent.errors import AgentError
 from nodes.agent.guards import parse_job_request
 from nodes.agent.private import private_job_open
-from nodes.agent.wire import MARKET_TYPES, MAX_FRAME_BYTES, SOCKET_PATH, FrameError, attempt_key, decode_frame, encode_frame
+from wire.frames import MARKET_TYPES, MAX_FRAME_BYTES, SOCKET_PATH, FrameError, attempt_key, decode_frame, encode_frame
 
 if TYPE_CHECKING:
     from nodes.agent.jobs import Job

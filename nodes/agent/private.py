@@ -16,8 +16,8 @@ from typing import Any
 from nodes.agent.config import AgentConfig
 from nodes.agent.errors import AgentError, BadRequest
 from nodes.agent.transport_keys import TransportKeyring
-from privacy.keys import sha256_hex
-from privacy.transport import Context, TransportError, b64u_decode, seal_response
+from wire.encoding import sha256_hex
+from wire.envelope import Context, TransportError, b64u_decode, seal_response
 
 PRIVATE_JOB_FIELDS = {"job_id", "customer_id", "model_id", "expires_at", "encrypted_request"}
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from nodes.agent.identity import Identity
-from privacy.keys import key_statement
-from privacy.transport import Context, OpenedRequest, TransportError, b64u, open_request, parse_envelope
+from wire.encoding import b64u
+from wire.envelope import Context, OpenedRequest, TransportError, open_request, parse_envelope
+from wire.keys import key_statement
 
 # rotations on demand in quick succession keep at most this many keys (the oldest go first)
 MAX_KEYS = 8

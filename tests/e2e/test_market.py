@@ -216,7 +216,7 @@ def test_two_rundramatiq_workers_racing_for_the_same_jobs_run_each_once(two_node
 
 
 def test_a_completed_job_is_billed_and_its_receipt_verifies_with_the_nodes_key(market):
-    from nodes.agent.identity import verify_receipt
+    from wire.signing import verify_receipt
 
     before = requests.get(f"{market.url}/v1/billing/account", headers=market.headers(), timeout=10).json()
     job = market.wait(market.submit({"model": "sleep", "input": {"seconds": 1}}))

@@ -33,7 +33,8 @@ def signed_post(client, identity, path, body, token=None, age=0, identity_for_si
     headers = signer.sign_request("POST", path, raw)
     if age:
         headers["X-Node-Timestamp"] = str(int(time.time()) - age)
-        from nodes.agent.identity import b64u, request_signing_message
+        from wire.encoding import b64u
+        from wire.signing import request_signing_message
 
         headers["X-Node-Signature"] = b64u(signer.sign(request_signing_message(headers["X-Node-Timestamp"], "POST", path, raw)))
     extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}

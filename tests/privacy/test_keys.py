@@ -6,13 +6,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nodes.agent.identity import Identity
 from nodes.agent.transport_keys import TransportKeyring
-from privacy.keys import (
-    private_receipt_check,
-    receipt_hash,
-    transport_key_check,
-    transport_key_current,
-)
-from privacy.transport import Context, TransportError, b64u, b64u_decode, request_aad, seal_request
+from wire.encoding import b64u
+from wire.envelope import Context, TransportError, b64u_decode, request_aad, seal_request
+from wire.keys import private_receipt_check, transport_key_check, transport_key_current
+from wire.signing import receipt_hash
 
 
 class Clock:

@@ -15,7 +15,8 @@ from jobs.models import Job, JobStatus
 from nodes.models import Node
 from privacy.client import PrivateInferenceClient, PrivateInferenceError
 from privacy.relay import private_result_check
-from privacy.transport import TransportError, b64u, b64u_decode
+from wire.encoding import b64u
+from wire.envelope import TransportError, b64u_decode
 from tests import factories
 from tests.privacy.helpers import balances, run, run_until_running
 from tests.support.waiting import wait_for

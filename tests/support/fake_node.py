@@ -14,9 +14,9 @@ from websockets.sync.client import connect
 
 from marketplace.ids import secret_hash
 from nodes.agent.identity import Identity
-from nodes.agent.wire import SOCKET_PATH
 from nodes.models import Node
 from tests import factories
+from wire.frames import SOCKET_PATH
 
 
 class FakeNode:

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand
 
 from marketplace.management.demo import demo_ensure
 from nodes.agent.marketplace_link import ENROLLMENT_FILE
-from nodes.agent.wire import MAX_FRAME_BYTES
+from wire.frames import MAX_FRAME_BYTES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from nodes.agent.wire import MAX_FRAME_BYTES
+from wire.frames import MAX_FRAME_BYTES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 

@@ -3,7 +3,9 @@ import hashlib
 import json
 import stat
 
-from nodes.agent.identity import IDENTITY_FILE, canonical_json, verify_receipt
+from nodes.agent.identity import IDENTITY_FILE
+from wire.encoding import canonical
+from wire.signing import verify_receipt
 from tests.support.agent import start_agent
 
 ECHO = {"containers": [{"id": "echo", "entrypoint": "nodes.agent.builtin:echo"}]}
@@ -48,7 +50,7 @@ def test_every_finished_job_carries_a_receipt_that_verifies(agent):
     canon = lambda v: json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert body["request_ciphertext_sha256"] == hashlib.sha256(canon(data)).hexdigest()
     assert body["response_ciphertext_sha256"] == hashlib.sha256(canon(job["result"])).hexdigest()
-    assert receipt["hash"] == hashlib.sha256(canonical_json(body)).hexdigest()
+    assert receipt["hash"] == hashlib.sha256(canonical(body)).hexdigest()
     assert receipt["signer"] == node["identity_public_key"]
     assert verify_receipt(receipt, node["identity_public_key"])
 
@@ -59,6 +61,6 @@ def test_a_tampered_receipt_does_not_verify(agent):
     forged = json.loads(json.dumps(job["receipt"]))
     forged["body"]["duration_ms"] = "999999"
     assert not verify_receipt(forged, key)
-    forged["hash"] = hashlib.sha256(canonical_json(forged["body"])).hexdigest()
+    forged["hash"] = hashlib.sha256(canonical(forged["body"])).hexdigest()
     assert not verify_receipt(forged, key), "a fixed-up hash still fails the signature"
     assert not verify_receipt(job["receipt"], "A" * 43)

@@ -1,4 +1,4 @@
-"""The node socket's wire format, shared by the agent and the marketplace (no Django here).
+"""The node socket's messages, shared by the agent and the marketplace.
 
 A node dials the marketplace and keeps one WebSocket open (``/ws/nodes/``). It
 authenticates the upgrade itself: its node token as a bearer, its node id, and
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 SOCKET_PATH = "/ws/nodes/"
 # the deepest JSON a frame may nest: jobs carry customers' inputs, which are bounded
@@ -43,11 +42,6 @@ MARKET_TYPES = frozenset({"welcome", "job", "cancel", "ack", "error"})
 
 class FrameError(ValueError):
     """A frame that is not one bounded JSON object with a known type."""
-
-
-def json_bytes(value: Any) -> bytes:
-    """The bytes a receipt hashes for a JSON value: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 # a JSON string (skipped whole by the regex engine) or one bracket

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from nodes.agent.wire import (
+from wire.frames import (
     MARKET_TYPES, MAX_DEPTH, NODE_TYPES, FrameError, attempt_key, decode_frame, nesting_depth_exceeds,
 )
 

@@ -9,10 +9,7 @@ Parsing is strict: exact version and algorithm, base64url only, 32-byte keys,
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -23,12 +20,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from wire import encoding
+from wire.encoding import b64u
+
 VERSION = "b3iq-private-transport-v1"
 ALGORITHM = "x25519-hkdf-sha256-chacha20poly1305"
 ENVELOPE_FIELDS = ("version", "key_id", "algorithm", "client_public_key_x25519", "nonce", "ciphertext", "aad_hash")
 CONTEXT_FIELDS = ("job_id", "customer_id", "node_id", "model_id", "expires_at")
-_B64U_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -40,28 +38,20 @@ class TransportError(ValueError):
         self.code = code
 
 
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def b64u_decode(text: str, name: str) -> bytes:
-    """Decode unpadded base64url, and nothing else."""
-    if not isinstance(text, str) or not text.isascii() or len(text) % 4 == 1:
-        raise TransportError(f"{name} is not base64url")
-    data = text.encode("ascii")
-    if data.translate(None, _B64U_ALPHABET):  # anything left is not in the base64url alphabet
-        raise TransportError(f"{name} is not base64url")
+    """Decode unpadded base64url, and nothing else; the envelope's error names the field."""
     try:
-        return binascii.a2b_base64(data.translate(_TO_STANDARD) + b"=" * (-len(data) % 4))
-    except (binascii.Error, ValueError):
-        raise TransportError(f"{name} is not base64url") from None
+        return encoding.b64u_decode(text, name)
+    except ValueError as exc:
+        raise TransportError(str(exc)) from None
 
 
 def canonical(document: dict[str, str]) -> bytes:
-    """CANON: sorted keys, "," and ":" separators, ASCII only; every value a string."""
-    if not all(isinstance(v, str) for v in document.values()):
-        raise TransportError("every context value must be a string")
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    """CANON, with the envelope's error for a value that is not a string."""
+    try:
+        return encoding.canonical(document)
+    except ValueError:
+        raise TransportError("every context value must be a string") from None
 
 
 def _lp(value: bytes | str) -> bytes:

@@ -8,10 +8,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from privacy.transport import (
+from wire.encoding import b64u
+from wire.envelope import (
     Context,
     TransportError,
-    b64u,
     open_request,
     open_response,
     seal_request,

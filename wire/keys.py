@@ -1,7 +1,5 @@
 """Signed node transport keys and private receipts: what anyone can check with a node's identity key.
 
-No Django here: the agent, the marketplace and the customer's client all use it.
-
 A transport key is published as ``{key_id, public_key_x25519, not_before, not_after,
 signature}``. The signature is the node's Ed25519 identity signature over
 ``CANON({"v": KEY_STATEMENT, key_id, public_key_x25519, not_before, not_after})``
@@ -10,30 +8,15 @@ the way can slip its own key into a node's key set, or stretch a key's life.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from privacy.transport import TransportError, b64u, b64u_decode, canonical
+from wire.envelope import TransportError, b64u_decode, canonical
+from wire.signing import RECEIPT_FIELDS, receipt_hash, verify_signature
 
 KEY_STATEMENT = "b3iq-transport-key-v1"
 KEY_FIELDS = ("key_id", "public_key_x25519", "not_before", "not_after", "signature")
-PRIVATE_RECEIPT_FIELDS = (
-    "job_id",
-    "node_id",
-    "model_id",
-    "key_id",
-    "request_aad_hash",
-    "request_ciphertext_sha256",
-    "response_aad_hash",
-    "response_ciphertext_sha256",
-    "status",
-    "started_at",
-    "completed_at",
-    "duration_ms",
-)
+# a private job's receipt is every job's receipt, with the private transport's fields filled
+PRIVATE_RECEIPT_FIELDS = RECEIPT_FIELDS
 
 
 def key_statement(*, key_id: str, public_key_x25519: str, not_before: str, not_after: str) -> bytes:
@@ -47,15 +30,6 @@ def key_statement(*, key_id: str, public_key_x25519: str, not_before: str, not_a
             "not_after": not_after,
         }
     )
-
-
-def _ed25519_verify(identity_public_key: str, signature: str, message: bytes) -> bool:
-    try:
-        key = Ed25519PublicKey.from_public_bytes(b64u_decode(identity_public_key, "identity_public_key"))
-        key.verify(b64u_decode(signature, "signature"), message)
-    except (InvalidSignature, TransportError, ValueError):
-        return False
-    return True
 
 
 def transport_key_check(record, identity_public_key: str) -> dict[str, str]:
@@ -73,7 +47,7 @@ def transport_key_check(record, identity_public_key: str) -> dict[str, str]:
     if int(record["not_after"]) <= int(record["not_before"]):
         raise TransportError("a transport key must end after it begins")
     statement = key_statement(**{name: record[name] for name in KEY_FIELDS if name != "signature"})
-    if not _ed25519_verify(identity_public_key, record["signature"], statement):
+    if not verify_signature(identity_public_key, record["signature"], statement):
         raise TransportError("the transport key's signature does not verify with the node's identity key",
                              code="invalid_key_signature")
     return dict(record)
@@ -94,15 +68,6 @@ def transport_key_current(records: list[dict[str, str]], now: float | None = Non
     return max(usable, key=lambda r: (int(r["not_before"]), int(r["not_after"]))) if usable else None
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def receipt_hash(body: dict[str, str]) -> str:
-    """``receipt_hash = hex(SHA256(CANON(receipt)))``."""
-    return sha256_hex(canonical(body))
-
-
 def private_receipt_check(receipt, identity_public_key: str, expected: dict[str, str]) -> dict[str, str]:
     """Check a signed private receipt: its fields, its hash, its signature, and what it must say.
 
@@ -120,24 +85,10 @@ def private_receipt_check(receipt, identity_public_key: str, expected: dict[str,
     if receipt.get("hash") != receipt_hash(body):
         raise TransportError("receipt_hash is not the SHA-256 of the receipt", code="receipt_hash_mismatch")
     message = canonical(body)
-    if not _ed25519_verify(identity_public_key, str(receipt.get("signature", "")), message):
+    if not verify_signature(identity_public_key, str(receipt.get("signature", "")), message):
         raise TransportError("the receipt's signature does not verify with the node's identity key",
                              code="invalid_receipt")
     wrong = sorted(name for name, value in expected.items() if body.get(name) != value)
     if wrong:
         raise TransportError(f"the receipt does not match the job: {', '.join(wrong)}", code="invalid_receipt")
     return body
-
-
-__all__ = [
-    "KEY_FIELDS",
-    "PRIVATE_RECEIPT_FIELDS",
-    "b64u",
-    "key_statement",
-    "private_receipt_check",
-    "receipt_hash",
-    "sha256_hex",
-    "transport_key_check",
-    "transport_key_current",
-    "transport_key_usable",
-]
