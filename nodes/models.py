@@ -67,6 +67,9 @@ class Node(models.Model):
     # the channel of the node socket's consumer while the node is connected; jobs go down it
     channel_name = models.CharField(max_length=200, blank=True, default="")
     connected_at = models.DateTimeField(null=True, blank=True)
+    # the attempts ([job id, attempt]) its last heartbeat said it runs: a job it holds is not taken
+    # back for a late "accepted" (the marketplace may be the one behind, reading its frames)
+    running_attempts = models.JSONField(default=list, blank=True)
     # failures it caused since its last success: each halves the slots it is given (at least one)
     strikes = models.PositiveSmallIntegerField(default=0)
 

@@ -182,9 +182,9 @@ def node_detach(*, node_pk: int, channel_name: str) -> None:
     Node.objects.filter(pk=node_pk, channel_name=channel_name).update(channel_name="")
 
 
-def node_beat(*, node_pk: int) -> None:
-    """A heartbeat on the socket: one statement."""
-    Node.objects.filter(pk=node_pk).update(last_heartbeat_at=timezone.now())
+def node_beat(*, node_pk: int, running: list[list] | None = None) -> None:
+    """A heartbeat on the socket, with the attempts the node says it runs: one statement."""
+    Node.objects.filter(pk=node_pk).update(last_heartbeat_at=timezone.now(), running_attempts=running or [])
 
 
 def node_set_approval(*, node: Node, approval: str) -> None:

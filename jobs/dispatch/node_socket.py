@@ -219,8 +219,10 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
     async def on_heartbeat(self, frame: dict) -> None:
         if "transport_keys" in frame or "capacity" in frame:
             await _off_thread(self._report)(frame)
-        else:
-            await _off_thread(node_beat)(node_pk=self.node_pk)
+        # only attempts this socket was given or the hello proved: a node vouches for its own
+        running = sorted([job_id, number] for job_id, number in _attempt_keys(_listed(frame, "running"))
+                         if (job_id, number) in self.attempts)
+        await _off_thread(node_beat)(node_pk=self.node_pk, running=running)
 
     def _report(self, frame: dict) -> None:
         node = Node.objects.get(pk=self.node_pk)

@@ -35,9 +35,13 @@ def jobs_watch(*, now=None) -> int:
         actions += 1
     unaccepted = active.filter(status=JobStatus.ASSIGNED, assigned_at__lt=now - timedelta(seconds=ACCEPT_SECONDS))
     for job in unaccepted[:BATCH]:
+        alive = job.node.last_heartbeat_at is not None and job.node.last_heartbeat_at > job.assigned_at
+        if alive and [job.public_id, job.attempt_count] in job.node.running_attempts:
+            # it runs the job, and said so since: its "accepted" waits among frames the marketplace
+            # has yet to read. Taking the job back would run it twice; the run deadline still holds.
+            continue
         # a node that kept beating may never have had the frame (the marketplace lost or delayed
         # it): it is not blamed and may get the job again. A node silent since is struck and passed over.
-        alive = job.node.last_heartbeat_at is not None and job.node.last_heartbeat_at > job.assigned_at
         attempt_abandoned(job=job, error=f"node {job.node.public_id} did not start the job in {ACCEPT_SECONDS} s",
                           strike=not alive, exclude=not alive)
         actions += 1

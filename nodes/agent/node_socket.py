@@ -150,6 +150,7 @@ class NodeSocket:
             self._outgoing.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("dropped a %s frame: the marketplace is not reading", frame.get("type"))
+
     def _keys(self, keys) -> list[dict]:
         return [{"job_id": job_id, "attempt": number} for job_id, number in keys]
 

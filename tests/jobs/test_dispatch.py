@@ -288,6 +288,29 @@ def test_a_node_whose_results_are_slow_to_settle_is_heard_beating_meanwhile(fake
     assert busy.receive_type("ack")["accepted"] is False  # and the result was still answered, in turn
 
 
+def test_a_job_the_node_says_it_runs_is_not_taken_back_for_a_late_accept(fake_node, dispatcher, monkeypatch):
+    """Under load the marketplace may read a node's "accepted" late, behind its other frames:
+    a node whose heartbeat lists the attempt holds it, and the job must not run twice."""
+    from jobs.dispatch import watchdog
+
+    monkeypatch.setattr(watchdog, "ACCEPT_SECONDS", 1)
+    slow = fake_node()
+    slow.connect()
+    job = make_job(dispatcher)
+    frame = slow.receive_type("job")
+    held = {"job_id": frame["job_id"], "attempt": frame["attempt"]}
+    slow.send({"type": "heartbeat", "running": [held, {"job_id": "job_not_given_to_it", "attempt": 1}]})
+    wait_for(lambda: Node.objects.get(pk=slow.node.pk).running_attempts == [[job.public_id, 1]], timeout=5,
+             message="the heartbeat's attempts were not recorded (or a stranger's was)")
+    time.sleep(2.5)  # past the accept deadline, with sweeps every 0.2 s
+    job.refresh_from_db()
+    assert (job.status, job.attempt_count, job.node_id) == (JobStatus.ASSIGNED, 1, slow.node.pk)
+    slow.send({"type": "accepted", **held, "node_job_id": "n1"})  # the late frame, read at last
+    assert wait_job(job, (JobStatus.RUNNING,)).attempt_count == 1
+    slow.send({"type": "heartbeat", "running": []})  # and one that no longer holds it is heard too
+    wait_for(lambda: Node.objects.get(pk=slow.node.pk).running_attempts == [], timeout=5)
+
+
 def test_a_node_that_accepts_and_goes_quiet_is_timed_out_on_time(fake_node, dispatcher):
     quiet = fake_node()
     quiet.connect()
