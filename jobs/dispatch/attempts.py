@@ -49,9 +49,15 @@ class Outcome:
     freed: bool = False
 
 
+# what settling never reads of the node: its JSON columns cost more to decode than the rest of
+# the row (a busy node's running list is a hundred attempts long)
+_NODE_UNREAD = tuple(f"node__{name}" for name in (
+    "containers", "model_map", "gpus", "hardware", "transport_keys", "last_heartbeat", "running_attempts"))
+
+
 def _attempt_job(*, node_pk: int, job_id: str, number: int) -> Job:
     """The job whose current attempt ``number`` is on this node, with its node, in one read."""
-    job = Job.objects.select_related("node", "customer").filter(
+    job = Job.objects.select_related("node", "customer").defer(*_NODE_UNREAD).filter(
         public_id=job_id, node_id=node_pk, attempt_count=number
     ).first()
     if job is None:
