@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import time
 import uuid
@@ -35,6 +36,9 @@ def _now_iso() -> str:
 
 class JobWatcher(Protocol):
     """Who hears of a job as it runs, instead of a stream reader: the marketplace socket."""
+
+    # the most a result may weigh, as JSON, to reach it: a heavier one fails the job instead
+    max_result_bytes: int
 
     def chunk(self, job: "Job", data: bytes) -> None: ...
 
@@ -213,6 +217,8 @@ class JobRunner:
                 else:
                     job.intermediate.append({"container": container_id, "output": output})
                 data = output
+            if job.watcher is not None and self._too_large(job, job.watcher.max_result_bytes):
+                return
             job.progress = 1.0
             self._finish(job, SUCCESS)
         except asyncio.CancelledError:
@@ -250,6 +256,18 @@ class JobRunner:
             # a container that does not stream still gives the stream its whole output
             self._emit(job, json_bytes(output))
         return output
+
+    def _too_large(self, job: Job, limit: int) -> bool:
+        """Fail a result its watcher could never take: offered again on every reconnect, it would
+        never land, and the job would end only at its deadline. A private result grows by a
+        third once sealed (base64url)."""
+        size = len(json.dumps([job.result, job.intermediate], separators=(",", ":")))
+        room = limit * 3 // 4 if job.private is not None else limit
+        if size <= room:
+            return False
+        self._fail(job, job.current_container, f"the output is {size} bytes as JSON; the marketplace takes at "
+                                               f"most {room}", "output_too_large")
+        return True
 
     @staticmethod
     def _emit(job: Job, data: bytes) -> None:

@@ -39,6 +39,8 @@ MAX_BACKOFF = 30.0
 MAX_OUTBOX = 10_000
 RESEND_AFTER_SECONDS = 10.0
 PROGRESS_EVERY_SECONDS = 0.2
+# room in a result frame for what wraps the result: the frame's fields, the receipt, the job's status
+RESULT_FRAME_MARGIN = 64 * 1024
 MAX_QUEUED_FRAMES = 10_000
 
 Key = tuple[str, int]
@@ -53,6 +55,8 @@ def _socket_url(marketplace: str) -> str:
 
 class _Watcher:
     """Relays one marketplace job's output and progress, and files its result in the outbox."""
+
+    max_result_bytes = MAX_FRAME_BYTES - RESULT_FRAME_MARGIN
 
     def __init__(self, link: "NodeSocket", key: Key) -> None:
         self._link, self._key = link, key

@@ -28,6 +28,7 @@ CONTAINERS = [
     {"id": "sleep", "entrypoint": "nodes.agent.builtin:sleep", "models": ["sleep"], "workers": 2},
     {"id": "tokens", "entrypoint": "nodes.agent.builtin:tokens", "models": ["tokens"]},
     {"id": "refuse", "entrypoint": "tests.nodes.agent.containers:refuse", "models": ["refuse"]},
+    {"id": "huge", "entrypoint": "tests.nodes.agent.containers:huge", "models": ["huge"]},
 ]
 FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 
@@ -85,6 +86,17 @@ def test_a_container_error_fails_the_job_without_failover(enroll, dispatcher):
     assert job.error == "this container refuses every job"
     assert job.status_reason == "container refuse failed: this container refuses every job"
     assert job.attempts.count() == 1
+
+
+def test_an_output_too_large_for_the_socket_fails_the_job_once_instead_of_never_landing(enroll, dispatcher):
+    from wire.frames import MAX_FRAME_BYTES
+
+    enroll("alpha")
+    job = wait_job(make_job(dispatcher, model="huge", input={"bytes": MAX_FRAME_BYTES + 1}), timeout=60)
+    assert job.status == JobStatus.FAILED and job.attempts.count() == 1, job.status_reason
+    assert "the marketplace takes at most" in job.error and job.receipt_verified
+    fits = wait_job(make_job(dispatcher, model="huge", input={"bytes": 1_000_000}), timeout=60)
+    assert fits.status == JobStatus.COMPLETED and len(fits.result["text"]) == 1_000_000
 
 
 def test_a_node_killed_mid_job_fails_over_after_the_grace(enroll, dispatcher, settings):

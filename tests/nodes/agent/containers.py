@@ -34,5 +34,9 @@ def not_json(data, job):
     return {"value": object()}
 
 
+def huge(data, job):
+    return {"text": "x" * int(data["bytes"])}
+
+
 def pid(data, job):
     return {"pid": os.getpid()}
