@@ -84,7 +84,8 @@ if _database_url:
         # CONN_MAX_AGE=0 capped writes (ENVIRONMENT.md); Django's own pool does neither.
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 1),
-            # a worker thread keeps its connection while it relays a job: room for all of them
+            # room for every thread of the process that may hold one at once (a worker's 8 threads,
+            # the web tier's request and frame threads); each holds it for one short transaction
             "max_size": env_int("DATABASE_POOL_MAX", 20),
             "timeout": 30,
         }

@@ -12,8 +12,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from jobs.dispatch.attempts import attempt_abandoned, attempt_timed_out, job_expire, job_fail_pinned_node_gone
-from jobs.dispatch.scheduler import schedule
+from jobs.dispatch.scheduler import attempt_ref, schedule
 from jobs.models import TERMINAL, BillingStatus, Job, JobStatus
+from jobs.services.lifecycle import job_start
 from jobs.services.money import job_billing_close
 from nodes.models import Node
 
@@ -38,7 +39,12 @@ def jobs_watch(*, now=None) -> int:
         alive = job.node.last_heartbeat_at is not None and job.node.last_heartbeat_at > job.assigned_at
         if alive and [job.public_id, job.attempt_count] in job.node.running_attempts:
             # it runs the job, and said so since: its "accepted" waits among frames the marketplace
-            # has yet to read. Taking the job back would run it twice; the run deadline still holds.
+            # has yet to read, or was lost on the way. Taking the job back would run it twice: the
+            # heartbeat is taken for the acceptance, and the run deadline holds as ever.
+            job_start(job_pk=job.pk, job_id=job.public_id, node_pk=job.node_id, number=job.attempt_count,
+                      node_job_id="", reason=f"running on node {job.node.public_id} (its heartbeat says so)",
+                      row=attempt_ref(job))
+            actions += 1
             continue
         # a node that kept beating may never have had the frame (the marketplace lost or delayed
         # it): it is not blamed and may get the job again. A node silent since is struck and passed over.
