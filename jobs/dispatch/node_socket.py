@@ -32,10 +32,10 @@ from jobs.dispatch.attempts import (
 from jobs.live import job_group
 from jobs.models import Job, JobStatus
 from jobs.tasks import dispatch_job
-from wire.frames import NODE_TYPES, SOCKET_PATH, FrameError, attempt_key, decode_frame, encode_frame
 from nodes.exceptions import NodeAuthenticationFailed, NodeRequestInvalid
 from nodes.models import Node
 from nodes.services import node_attach, node_authenticate, node_beat, node_detach, node_heartbeat
+from wire.frames import NODE_TYPES, SOCKET_PATH, FrameError, attempt_key, decode_frame, encode_frame
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ import json
 import stat
 
 from nodes.agent.identity import IDENTITY_FILE
+from tests.support.agent import start_agent
 from wire.encoding import canonical
 from wire.signing import verify_receipt
-from tests.support.agent import start_agent
 
 ECHO = {"containers": [{"id": "echo", "entrypoint": "nodes.agent.builtin:echo"}]}
 
