@@ -30,14 +30,9 @@ def jobs_sweep() -> int:
 def _my_turn(interval: float) -> bool:
     """One sweep per interval across every worker process (the cache is shared): N workers
     cost the database what one does. With the cache down, every worker sweeps (harmless)."""
-    from django.core.cache import cache
+    from marketplace.shared_cache import cache_add
 
-    from marketplace.shared_cache import CACHE_ERRORS
-
-    try:
-        return cache.add("jobs-sweep-turn", 1, timeout=max(interval * 0.9, 0.5))
-    except CACHE_ERRORS:
-        return True
+    return cache_add("jobs-sweep-turn", 1, timeout=max(interval * 0.9, 0.5))
 
 
 class SweeperMiddleware(dramatiq.Middleware):
