@@ -287,8 +287,10 @@ def test_a_web_restart_mid_job_loses_no_job_and_bills_each_once(tmp_path, nap, m
 
     _wait_for(f"both agents reconnected within {RECONNECT_SECONDS} s", reconnected, RECONNECT_SECONDS, interval=0.1)
     reconnect = time.monotonic() - listening
-    for agent in agents:
-        assert agent.log().count("connected to the marketplace socket") >= 2, agent.log()[-2000:]
+    # the marketplace records the socket during its handshake; the agent logs it once its side
+    # completes, a moment later on a loaded machine
+    _wait_for("both agents say they reconnected", lambda: all(
+        agent.log().count("connected to the marketplace socket") >= 2 for agent in agents), 10, interval=0.1)
 
     jobs = {job_id: market.wait(job_id, timeout=60) for job_id in job_ids}
     print(f"\nweb restart: {time.time() - went_down:.1f} s from going down to every job finished; nodes back "
