@@ -1,8 +1,9 @@
 """Live job events: a WebSocket at /ws/jobs/{id}/ and server-sent events at /v1/jobs/{id}/events.
 
 Both authenticate like the REST API (Bearer or the X-B3IQ pair; browsers, which
-cannot set WebSocket headers, may pass ``?api_key=``), join the job's group, send
-a snapshot, then every status change and output chunk as it happens.
+cannot set WebSocket headers, may pass ``?api_key=``), subscribe to the job's topic on
+the live bus, send a snapshot, then every status change and output chunk as it
+happens. Told that events may have been lost (``RESYNC``), they send a fresh snapshot.
 """
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import json
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from rest_framework.exceptions import AuthenticationFailed
 
 from jobs.exceptions import JobNotFound
-from jobs.live import customer_group, job_group, job_row_event
+from jobs.live import customer_topic, job_row_event, job_topic
 from jobs.models import TERMINAL, Job
 from jobs.selectors import job_status_for_customer
 from jobs.services.lifecycle import job_status_event
+from marketplace import live_bus
 from marketplace.authentication import authenticate_headers, session_principal
 
 KEEPALIVE_SECONDS = 15
@@ -71,58 +72,87 @@ def _is_final(event: dict) -> bool:
     return event.get("type") == "status" and event.get("status") in TERMINAL
 
 
-class JobWebSocketConsumer(AsyncJsonWebsocketConsumer):
+class _LiveConsumer(AsyncJsonWebsocketConsumer):
+    """A WebSocket that relays one live-bus topic: subscribed before its snapshot is read."""
+
+    subscription = pump = None
+
+    async def _subscribe(self, topic: str) -> bool:
+        try:
+            self.subscription = await live_bus.subscribe(topic)
+        except live_bus.LiveBusUnavailable:
+            await self.close(code=1013)  # try again later
+            return False
+        return True
+
+    async def _relay(self) -> None:
+        self.pump = live_bus.pump(self.subscription, self._on_message)
+
+    async def _on_message(self, message: dict) -> None:
+        if message is live_bus.RESYNC or message.get("type") == live_bus.RESYNC["type"]:
+            await self.resync()
+        else:
+            await self.send_json(message)
+
+    async def resync(self) -> None:
+        raise NotImplementedError
+
+    async def disconnect(self, code):
+        if self.pump is not None:
+            self.pump.cancel()
+        if self.subscription is not None:
+            await self.subscription.close()
+
+
+class JobWebSocketConsumer(_LiveConsumer):
     async def connect(self):
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        self.group = job_group(self.job_id)
-        # join first, then read the snapshot: nothing between the two is lost
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        if not await self._subscribe(job_topic(self.job_id)):
+            return
         snapshot, error = await _job_snapshot(self.scope, self.job_id)
         if error:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await self.subscription.close()
             await self.close(code=4000 + error[0])
             return
         await self.accept()
         await self.send_json(snapshot)
+        await self._relay()
 
-    async def disconnect(self, code):
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def job_event(self, message):
-        await self.send_json(message["event"])
+    async def resync(self) -> None:
+        snapshot, error = await _job_snapshot(self.scope, self.job_id)
+        if snapshot is not None:
+            await self.send_json(snapshot)
 
 
 @database_sync_to_async
 def _dashboard_snapshot(scope):
-    """The signed-in customer's group and their newest jobs' rows, or None for anyone else."""
+    """The signed-in customer's pk and their newest jobs' rows, or None for anyone else."""
     principal = _session_customer(scope, _scope_headers(scope))
     if principal is None:
         return None
     jobs = Job.objects.filter(customer=principal.customer).order_by("-id")[:50]
-    return customer_group(principal.customer.pk), [job_row_event(job) for job in jobs]
+    return principal.customer.pk, [job_row_event(job) for job in jobs]
 
 
-class CustomerJobsConsumer(AsyncJsonWebsocketConsumer):
+class CustomerJobsConsumer(_LiveConsumer):
     """The dashboard's jobs table, live: every job of the signed-in customer as it changes."""
 
     async def connect(self):
+        # who it is comes first (nobody else may subscribe); the rows after subscribing
         found = await _dashboard_snapshot(self.scope)
         if found is None:
             await self.close(code=4401)
             return
-        self.group, rows = found
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        if not await self._subscribe(customer_topic(found[0])):
+            return
         await self.accept()
-        for row in reversed(rows):  # oldest first, so the newest ends up on top
+        await self.resync()
+        await self._relay()
+
+    async def resync(self) -> None:
+        found = await _dashboard_snapshot(self.scope)
+        for row in reversed(found[1] if found else []):  # oldest first, so the newest ends up on top
             await self.send_json(row)
-
-    async def disconnect(self, code):
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def job_event(self, message):
-        await self.send_json(message["event"])
 
 
 async def _problem(send, status: int, code: str, detail: str) -> None:
@@ -140,7 +170,7 @@ def _sse(event: dict) -> bytes:
 async def job_event_stream(scope, receive, send):
     """Server-sent events for one job, as a plain ASGI app.
 
-    It listens to the job's group and to the client at once, so a client that
+    It listens to the job's topic and to the client at once, so a client that
     goes away ends the stream at once; the stream also ends after the job's
     final status.
     """
@@ -148,11 +178,12 @@ async def job_event_stream(scope, receive, send):
     if scope["method"] != "GET":
         await _problem(send, 405, "method_not_allowed", "use GET for the event stream")
         return
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    group = job_group(job_id)
-    # join first, then read the snapshot: nothing between the two is lost
-    await layer.group_add(group, channel)
+    # subscribe first, then read the snapshot: nothing between the two is lost
+    try:
+        subscription = await live_bus.subscribe(job_topic(job_id))
+    except live_bus.LiveBusUnavailable:
+        await _problem(send, 503, "live_events_unavailable", "live events are unavailable; poll GET /v1/jobs/{id}")
+        return
     try:
         snapshot, error = await _job_snapshot(scope, job_id)
         if error:
@@ -166,7 +197,7 @@ async def job_event_stream(scope, receive, send):
         client_gone = asyncio.create_task(wait_for_disconnect(receive))
         try:
             while True:
-                next_message = asyncio.create_task(layer.receive(channel))
+                next_message = asyncio.create_task(subscription.get())
                 done, _ = await asyncio.wait({next_message, client_gone}, timeout=KEEPALIVE_SECONDS,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if client_gone in done:
@@ -176,7 +207,11 @@ async def job_event_stream(scope, receive, send):
                     next_message.cancel()
                     await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
                     continue
-                event = next_message.result()["event"]
+                event = next_message.result()
+                if event.get("type") == live_bus.RESYNC["type"]:
+                    event, error = await _job_snapshot(scope, job_id)
+                    if error:
+                        return
                 final = _is_final(event)
                 await send({"type": "http.response.body", "body": _sse(event), "more_body": not final})
                 if final:
@@ -184,7 +219,7 @@ async def job_event_stream(scope, receive, send):
         finally:
             client_gone.cancel()
     finally:
-        await layer.group_discard(group, channel)
+        await subscription.close()
 
 
 async def wait_for_disconnect(receive) -> None:

@@ -182,19 +182,6 @@ DRAMATIQ_AUTODISCOVER_MODULES = ["tasks"]
 DRAMATIQ_QUEUE = env_str("DRAMATIQ_QUEUE", "marketplace")
 
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # a node's channel carries every job assigned to it: room for a busy node's burst.
-            # A consumer waits on Redis in 5 s BRPOPs; the client's own timeout must outlast one,
-            # or an idle consumer (a node socket) dies of a read timeout (redis-py's default is 5 s)
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
-                "prefix": env_str("CACHE_KEY_PREFIX", "asgi"),
-                "capacity": 2000,
-            },
-        }
-    }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -205,10 +192,10 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {
-        "default": {"BACKEND": "marketplace.channel_layer.ThreadSafeInMemoryChannelLayer", "CONFIG": {"capacity": 2000}}
-    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# live events and node frames (marketplace.live_bus): Redis pub/sub channels under this prefix
+# with REDIS_URL, else inside the process. No Channels layer: consumers need none.
+LIVE_BUS_PREFIX = env_str("CACHE_KEY_PREFIX", "marketplace")
 # how long an API key lookup is cached (0: not at all); revoking a key drops it at once
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 30)
 

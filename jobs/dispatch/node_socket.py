@@ -3,10 +3,11 @@
 The node dials in, so it needs no inbound port and the marketplace never fetches
 an address a node gave. The upgrade is authenticated before it is accepted (node
 token, node id, and an Ed25519 signature over ``GET /ws/nodes/`` at a recent
-timestamp). Jobs come from the scheduler through the channel layer and go down
-as frames; what the node says comes up and is handed to ``jobs.dispatch.attempts``.
+timestamp). Jobs come from the scheduler over the live bus (the socket subscribes to
+an address of its own, kept on the node's row) and go down as frames; what the node
+says comes up and is handed to ``jobs.dispatch.attempts``.
 
-Output and progress are relayed straight to the job's live group, without the
+Output and progress are relayed straight to the job's live topic, without the
 database, but only for attempts this socket was given or the node's hello proved
 it holds: a node cannot write into another customer's job.
 
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -29,9 +31,10 @@ from django.conf import settings
 from jobs.dispatch.attempts import (
     ForeignAttempt, attempt_abandoned, attempt_accepted, attempt_refused, attempt_result,
 )
-from jobs.live import job_group
+from jobs.live import job_topic, send_to_channel
 from jobs.models import Job, JobStatus
 from jobs.tasks import dispatch_job
+from marketplace import live_bus
 from nodes.exceptions import NodeAuthenticationFailed, NodeRequestInvalid
 from nodes.models import Node
 from nodes.services import node_attach, node_authenticate, node_beat, node_detach, node_heartbeat
@@ -145,17 +148,28 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
         self.bad_frames = 0
         self.connected_at = time.time()
         self.frames: asyncio.Queue[dict] = asyncio.Queue(MAX_QUEUED_FRAMES)
+        # the socket's address on the live bus: subscribed before the scheduler can learn it
+        self.channel_name = f"node-socket.{uuid.uuid4().hex}"
+        try:
+            self.subscription = await live_bus.subscribe(self.channel_name)
+        except live_bus.LiveBusUnavailable:
+            await self.close(code=1013)  # try again later: jobs could not reach it
+            return
+        self.pump = live_bus.pump(self.subscription, self._from_marketplace)
         self.handler = asyncio.get_running_loop().create_task(self._handle_in_order())
         await self.accept()
         previous = await _attach(node, self.channel_name)
         if previous:
             # the node reconnected while its old socket looked open: that one is closed
-            await self.channel_layer.send(previous, {"type": "node.superseded"})
+            send_to_channel(previous, {"type": "node.superseded"})
         await self._send({"type": "welcome", "node_id": node.public_id,
                           "heartbeat_interval_seconds": settings.NODE_HEARTBEAT_SECONDS})
 
     async def disconnect(self, code):
-        if hasattr(self, "node_pk"):
+        if hasattr(self, "pump"):
+            self.pump.cancel()
+            await self.subscription.close()
+        if hasattr(self, "handler"):
             # frames not handled yet are dropped: the node offers its unacknowledged results again
             self.handler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -256,8 +270,7 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
         data = frame.get("data")
         if key not in self.attempts or not isinstance(data, str):
             return  # not this node's job (or not text): never relayed
-        event = {"type": "output", "job_id": key[0], "data": data[:MAX_OUTPUT_CHARS]}
-        await self.channel_layer.group_send(job_group(key[0]), {"type": "job.event", "event": event})
+        live_bus.publish(job_topic(key[0]), {"type": "output", "job_id": key[0], "data": data[:MAX_OUTPUT_CHARS]})
 
     async def on_progress(self, frame: dict) -> None:
         key = attempt_key(frame)
@@ -265,8 +278,7 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
         if key not in self.attempts or isinstance(value, bool) or not isinstance(value, (int, float)):
             return
         percent = max(0, min(99, int(value * 100)))
-        event = {"type": "progress", "job_id": key[0], "progress": percent}
-        await self.channel_layer.group_send(job_group(key[0]), {"type": "job.event", "event": event})
+        live_bus.publish(job_topic(key[0]), {"type": "progress", "job_id": key[0], "progress": percent})
         now = time.monotonic()
         if now - self.progress_written.get(key, 0.0) >= PROGRESS_WRITE_SECONDS:
             # the record's progress (GET /v1/jobs/{id}) follows at most once a second
@@ -290,13 +302,19 @@ class NodeSocketConsumer(AsyncWebsocketConsumer):
         if outcome.freed:
             await _schedule_now()
 
-    # --- messages from the rest of the marketplace (channel layer) --------------------------
+    # --- messages from the rest of the marketplace (live bus) -------------------------------
+
+    async def _from_marketplace(self, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "node.frame":
+            await self.node_frame(message)
+        elif kind == "node.superseded":
+            await self.close(code=4409)
+        # a resync needs nothing here: a frame lost on the way is an assignment never
+        # accepted, which the watchdog takes back
 
     async def node_frame(self, message):
         frame = message["frame"]
         if frame.get("type") == "job":
             self.attempts[(frame["job_id"], frame["attempt"])] = message.get("ref")
         await self._send(frame)
-
-    async def node_superseded(self, message):
-        await self.close(code=4409)

@@ -1,7 +1,7 @@
 """``POST /infernet/<key>/api/jobs/stream``: the job id, then its output as the node produces it.
 
-A plain ASGI app, like the SSE route: it joins the job's group before the job
-exists (the id is made here), so no output can slip out before it listens.
+A plain ASGI app, like the SSE route: it subscribes to the job's topic before the
+job exists (the id is made here), so no output can slip out before it listens.
 """
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import json
 import logging
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from jobs.consumers import wait_for_disconnect
 from jobs.gateway.access import gateway_principal
 from jobs.gateway.errors import InfernetError
 from jobs.gateway.submit import parse_body, parse_job_request, submit
-from jobs.live import job_group
+from jobs.live import job_topic
 from jobs.models import TERMINAL, Job
+from marketplace import live_bus
 from marketplace.ids import public_id
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,12 @@ async def infernet_stream(scope, receive, send):
     if scope["method"] != "POST":
         await _respond_json(send, 405, {"error": "Method not allowed", "params": {"method": scope["method"]}})
         return
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
     job_id = public_id("job", 12)
-    group = job_group(job_id)
-    await layer.group_add(group, channel)
+    try:
+        subscription = await live_bus.subscribe(job_topic(job_id))
+    except live_bus.LiveBusUnavailable:
+        await _respond_json(send, 503, {"error": "Live output is unavailable; try again shortly"})
+        return
     try:
         try:
             await _submit(api_key, await _read_body(receive), job_id)
@@ -89,12 +90,16 @@ async def infernet_stream(scope, receive, send):
         streamed = False
         client_gone = asyncio.create_task(wait_for_disconnect(receive))
         while True:
-            next_message = asyncio.create_task(layer.receive(channel))
+            next_message = asyncio.create_task(subscription.get())
             done, _ = await asyncio.wait({next_message, client_gone}, return_when=asyncio.FIRST_COMPLETED)
             if client_gone in done:
                 next_message.cancel()
                 return  # the client left; the job runs on and its result stays fetchable
-            event = next_message.result()["event"]
+            event = next_message.result()
+            if event.get("type") == live_bus.RESYNC["type"]:
+                # events may have been lost: the stored record says whether it ended
+                status, _ = await _final_output(job_id)
+                event = {"type": "status", "status": status} if status in TERMINAL else {}
             if event.get("type") == "output":
                 streamed = True
                 await send({"type": "http.response.body", "body": str(event["data"]).encode(), "more_body": True})
@@ -110,4 +115,4 @@ async def infernet_stream(scope, receive, send):
     except ConnectionResetError:
         pass  # the client left while the body was read or sent: the job (if made) runs on
     finally:
-        await layer.group_discard(group, channel)
+        await subscription.close()

@@ -17,18 +17,6 @@ from tests import factories
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _own_channel_layer():
-    """These tests run consumers on event loops of their own (``asyncio.run``). The Redis layer lets
-    one loop at a time receive, and the session's ASGI live server (another loop, another thread)
-    may still hold the shared instance: each test gets a layer instance of its own."""
-    from channels.layers import channel_layers
-
-    channel_layers.backends.clear()
-    yield
-    channel_layers.backends.clear()
-
-
 @pytest.fixture
 def signed_in_alice():
     alice, bob = factories.customer("alice"), factories.customer("bob")

@@ -1,5 +1,5 @@
 """The marketplace never holds a private job's plaintext: not in its database, logs, task
-messages, channel messages, or API answers.
+messages, live-bus messages, or API answers.
 
 A unique marker goes into the prompt, and the echo model puts it in the result too.
 After the job has run end to end (live server, real node agent, dispatch), every
@@ -12,7 +12,6 @@ import logging
 import uuid
 
 import pytest
-from channels.layers import get_channel_layer
 from django.db import connection
 
 from jobs.models import JobStatus
@@ -34,21 +33,17 @@ def database_dump() -> str:
 
 @pytest.fixture
 def channel_messages(monkeypatch):
-    """Everything sent through the channel layer (live events for WebSocket and SSE clients)."""
-    layer = get_channel_layer()
+    """Everything published on the live bus (live events for WebSocket and SSE clients, node frames)."""
+    from marketplace import live_bus
+
     sent = []
-    group_send, send = layer.group_send, layer.send
+    publish = live_bus.publish
 
-    async def recording_group_send(group, message):
-        sent.append((group, message))
-        await group_send(group, message)
+    def recording_publish(topic, message):
+        sent.append((topic, message))
+        publish(topic, message)
 
-    async def recording_send(channel, message):
-        sent.append((channel, message))
-        await send(channel, message)
-
-    monkeypatch.setattr(layer, "group_send", recording_group_send)
-    monkeypatch.setattr(layer, "send", recording_send)
+    monkeypatch.setattr(live_bus, "publish", recording_publish)
     return sent
 
 
@@ -79,7 +74,7 @@ def test_the_marker_is_nowhere_the_marketplace_keeps_or_sends_anything(
 
     task_messages = [dispatch_job.message(*args).encode().decode() for args in sent_dispatches if args]
     assert task_messages, "the job was queued through the broker"
-    assert any(m["event"].get("status") == "completed" for _, m in channel_messages if "event" in m)
+    assert any(m.get("type") == "status" and m.get("status") == "completed" for _, m in channel_messages)
     places = {
         "database": database_dump(),
         "logs": "\n".join(r.getMessage() + str(r.args) + str(r.exc_text) for r in caplog.records),
