@@ -1,4 +1,5 @@
-"""The node-facing API: enrolment and heartbeats. Nodes sign every request with their identity key."""
+"""The node-facing REST API: enrolment, signed with the node's identity key. Everything after it
+(heartbeats, jobs, results) rides the node socket (``jobs.dispatch.node_socket``)."""
 from __future__ import annotations
 
 from django.conf import settings
@@ -7,9 +8,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from nodes.openapi import SIGNED_REQUEST, EnrolledSerializer, HeartbeatAnswerSerializer
-from nodes.serializers import EnrollSerializer, HeartbeatSerializer
-from nodes.services import node_authenticate, node_enroll, node_heartbeat
+from nodes.openapi import SIGNED_REQUEST, EnrolledSerializer
+from nodes.serializers import EnrollSerializer
+from nodes.services import node_enroll
 
 
 class NodeApi(APIView):
@@ -39,22 +40,4 @@ class NodeEnrollApi(NodeApi):
                 "heartbeat_interval_seconds": settings.NODE_HEARTBEAT_SECONDS,
             },
             status=201,
-        )
-
-
-class NodeHeartbeatApi(NodeApi):
-    @extend_schema(operation_id="nodes_heartbeat", request=HeartbeatSerializer, parameters=SIGNED_REQUEST,
-                   responses=HeartbeatAnswerSerializer, auth=[{"nodeToken": []}])
-    def post(self, request, node_id: str):
-        body = request.body
-        node = node_authenticate(node_id=node_id, headers=request.headers, method="POST", path=request.path, body=body)
-        serializer = HeartbeatSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        node = node_heartbeat(node=node, report=dict(serializer.validated_data))
-        return Response(
-            {
-                "node_id": node.public_id,
-                "approval": node.approval,
-                "heartbeat_interval_seconds": settings.NODE_HEARTBEAT_SECONDS,
-            }
         )

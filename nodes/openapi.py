@@ -5,15 +5,9 @@ from rest_framework import serializers
 
 class EnrolledSerializer(serializers.Serializer):
     node_id = serializers.CharField()
-    node_token = serializers.CharField(help_text="shown once: the node presents it on every heartbeat")
+    node_token = serializers.CharField(help_text="shown once: the node presents it when it opens its socket")
     approval = serializers.CharField()
     miner_id = serializers.CharField()
-    heartbeat_interval_seconds = serializers.IntegerField()
-
-
-class HeartbeatAnswerSerializer(serializers.Serializer):
-    node_id = serializers.CharField()
-    approval = serializers.CharField()
     heartbeat_interval_seconds = serializers.IntegerField()
 
 

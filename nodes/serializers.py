@@ -13,9 +13,3 @@ class EnrollSerializer(serializers.Serializer):
     capacity = serializers.IntegerField(min_value=1, max_value=10000, required=False, default=4)
     price_per_second_wei = serializers.RegexField(r"^\d{1,78}$", required=False, default="0")
     transport_keys = serializers.ListField(child=serializers.DictField(), max_length=16, required=False, default=list)
-
-
-class HeartbeatSerializer(serializers.Serializer):
-    pending = serializers.IntegerField(min_value=0, required=False, default=0)
-    capacity = serializers.IntegerField(min_value=1, max_value=10000, required=False)
-    transport_keys = serializers.ListField(child=serializers.DictField(), max_length=16, required=False)

@@ -1,8 +1,7 @@
 from django.urls import path
 
-from nodes.apis import NodeEnrollApi, NodeHeartbeatApi
+from nodes.apis import NodeEnrollApi
 
 urlpatterns = [
     path("nodes/enroll", NodeEnrollApi.as_view(), name="node-enroll"),
-    path("nodes/<id:node_id>/heartbeat", NodeHeartbeatApi.as_view(), name="node-heartbeat"),
 ]

@@ -6,20 +6,25 @@ once, and the watchdog sweeps in the background, as a worker would (``dispatcher
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.utils import timezone
 
 from billing.models import LedgerTransaction
 from jobs.dispatch.attempts import receipt_matches
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_cancel
 from marketplace.services import customer_get_or_create
+from nodes.agent.identity import Identity
 from nodes.models import Node
 from tests import factories
 from tests.support.agent import start_agent
 from tests.support.waiting import wait_for
 from tests.support.enrolled import start_enrolled_agent
 from tests.support.fake_node import FakeNode
+from wire.frames import SOCKET_PATH
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -217,17 +222,51 @@ def fake_node(live_server, dispatcher):
         node.close()
 
 
-def test_a_socket_without_the_right_token_or_signature_is_refused(fake_node):
+def _socket_headers(peer, problem: str) -> dict:
+    from wire.encoding import b64u
+    from wire.signing import request_signing_message
+
+    headers = peer.headers()
+    if problem == "wrong_token":
+        headers["Authorization"] = "Bearer not-the-token"
+    elif problem == "no_token":
+        del headers["Authorization"]
+    elif problem == "forged_signature":
+        headers["X-Node-Signature"] = "A" * 86
+    elif problem == "stale":
+        stamp = str(int(time.time()) - 3600)
+        headers["X-Node-Timestamp"] = stamp
+        headers["X-Node-Signature"] = b64u(peer.identity.sign(request_signing_message(stamp, "GET", SOCKET_PATH, b"")))
+    elif problem == "another_key":
+        headers.update(Identity(Ed25519PrivateKey.generate()).sign_request("GET", SOCKET_PATH, b""))
+    elif problem == "another_node":
+        headers["X-Node-Id"] = factories.node(online=False).public_id
+    return headers
+
+
+@pytest.mark.parametrize("problem", ["wrong_token", "no_token", "forged_signature", "stale", "another_key",
+                                     "another_node"])
+def test_a_socket_without_the_right_token_or_signature_is_refused(fake_node, problem):
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
     peer = fake_node()
     with pytest.raises(InvalidStatus):
-        connect(peer.url, additional_headers=peer.headers(token="not-the-token"), open_timeout=10)
-    forged = {**peer.headers(), "X-Node-Signature": "A" * 86}
-    with pytest.raises(InvalidStatus):
-        connect(peer.url, additional_headers=forged, open_timeout=10)
+        connect(peer.url, additional_headers=_socket_headers(peer, problem), open_timeout=10)
     assert Node.objects.get(pk=peer.node.pk).channel_name == ""
+
+
+def test_heartbeats_on_the_socket_keep_the_node_online_and_report_its_capacity(fake_node):
+    peer = fake_node(capacity=4)
+    peer.connect()
+    wait_for(lambda: Node.objects.get(pk=peer.node.pk).channel_name != "", message="the socket did not attach")
+    Node.objects.filter(pk=peer.node.pk).update(last_heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert not Node.objects.get(pk=peer.node.pk).is_online
+
+    peer.send({"type": "heartbeat", "capacity": 5, "running": []})
+
+    wait_for(lambda: Node.objects.get(pk=peer.node.pk).is_online, message="the heartbeat was not recorded")
+    assert Node.objects.get(pk=peer.node.pk).capacity == 5
 
 
 def test_a_node_that_takes_a_job_and_never_answers_loses_it_and_nobody_waits(fake_node, enroll, dispatcher,
