@@ -268,6 +268,8 @@ class _LoopHub:
             except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
                 self.writer, was_down = None, True
                 self.bus.warn(exc, "live events wait for it to come back")
+                if not self.topics:
+                    return  # nobody waits: the next subscribe starts a new hub, and connects
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
 

@@ -40,5 +40,5 @@ def test_no_server_errors_and_every_answer_matches_the_schema(market, tmp_path):
         capture_output=True, text=True, timeout=850,
     )
     assert done.returncode == 0, done.stdout[-15000:] + done.stderr[-3000:]
-    assert " passed" in done.stdout and "16 selected" in done.stdout
+    assert " passed" in done.stdout and "15 selected" in done.stdout
     assert "unhandled error" not in market.log(), "the server logged a crash while being fuzzed"
