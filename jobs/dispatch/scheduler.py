@@ -16,16 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Func, Q, Subquery
 from django.utils import timezone
 
 from jobs.dispatch.node_channel import node_send_after_commit
 from jobs.live import job_row_event
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_transition
+from marketplace.rows import RowLoader, for_update_skip_locked, insert_row, quoted
 from nodes.models import Node
-from nodes.selectors import node_serves, nodes_online
+from nodes.selectors import node_serves
 from privacy.relay import private_push
 
 BATCH = 200
@@ -46,12 +47,6 @@ class _Slots:
         return (int(self.node.price_per_second_wei), self.busy / self.node.slots, self.node.strikes, self.node.pk)
 
 
-def _lockable(queryset):
-    if connection.features.has_select_for_update_skip_locked:
-        return queryset.select_for_update(skip_locked=True, of=("self",))
-    return queryset  # SQLite: the write transaction already excludes every other writer
-
-
 @dataclass(frozen=True)
 class SchedulePass:
     assigned: int
@@ -61,42 +56,59 @@ class SchedulePass:
     full: bool = False
 
 
+# the reads of a pass are written out: the ORM's compiling of them cost several times their
+# execution, once per job (marketplace.rows)
+_NODE_ROW = RowLoader(Node, "n", leave_out=("hardware", "transport_keys", "last_heartbeat", "running_attempts"))
+_JOB_ROW = RowLoader(Job, "j")
+_ONLINE = "n.approval = %s AND n.last_heartbeat_at >= %s AND n.channel_name <> ''"
+
+
+def _online_params() -> list:
+    horizon = timezone.now() - timedelta(seconds=settings.NODE_OFFLINE_AFTER_SECONDS)
+    return [Node.Approval.APPROVED, connection.ops.adapt_datetimefield_value(horizon)]
+
+
 def _open_slots() -> tuple[list[_Slots], bool]:
     """The connected nodes this pass may fill, each with its busy slots counted, and whether
     another pass holds some of them."""
+    nodes_table, jobs_table = quoted(Node._meta.db_table), quoted(Job._meta.db_table)
     # counted apart from the lock: the nodes online whether or not another pass holds them
-    online = nodes_online().order_by().values(n=Func(F("pk"), function="COUNT"))
-    nodes = list(_lockable(nodes_online().annotate(online=Subquery(online)).order_by("pk")))
-    if nodes:
-        contended = len(nodes) < nodes[0].online
-    else:
-        contended = connection.features.has_select_for_update_skip_locked and nodes_online().exists()
-        return [], contended
-    # busy slots are counted once the nodes are held, in a statement of its own: a count made
-    # in the locking statement reads the database as it was when that statement began, and
-    # misses the jobs that a pass holding a node then gave it and committed before letting go
-    busy = dict(
-        Job.objects.filter(node_id__in=[node.pk for node in nodes], status__in=BUSY).order_by()
-        .values_list("node_id").annotate(n=Count("pk"))
-    )
+    sql = (f"SELECT {_NODE_ROW.columns}, (SELECT COUNT(*) FROM {nodes_table} n WHERE {_ONLINE}) "
+           f"FROM {nodes_table} n WHERE {_ONLINE} ORDER BY n.id{for_update_skip_locked('n')}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _online_params() * 2)
+        rows = cursor.fetchall()
+        if not rows:
+            cursor.execute(f"SELECT 1 FROM {nodes_table} n WHERE {_ONLINE} LIMIT 1", _online_params())
+            someone_holds_them = cursor.fetchone() is not None
+            return [], someone_holds_them and connection.features.has_select_for_update_skip_locked
+        nodes = [_NODE_ROW.build(row) for row in rows]
+        contended = len(nodes) < rows[0][-1]
+        # busy slots are counted once the nodes are held, in a statement of its own: a count made
+        # in the locking statement reads the database as it was when that statement began, and
+        # misses the jobs that a pass holding a node then gave it and committed before letting go
+        marks = ", ".join(["%s"] * len(nodes))
+        cursor.execute(f"SELECT node_id, COUNT(*) FROM {jobs_table} WHERE node_id IN ({marks}) "
+                       "AND status IN (%s, %s) GROUP BY node_id", [node.pk for node in nodes] + list(BUSY))
+        busy = dict(cursor.fetchall())
     slots = [_Slots(node, busy.get(node.pk, 0)) for node in nodes]
     return [s for s in slots if s.free > 0], contended
 
 
-def _queued(slots: list[_Slots], limit: int):
-    now = timezone.now()
-    models = set()
-    for s in slots:
-        models.update(s.node.model_map)
-    fits_somewhere = Q(model__in=models) | Q(model="")
-    pinned_here = Q(pinned_node__isnull=True) | Q(pinned_node__in=[s.node.pk for s in slots])
-    queued = (
-        Job.objects.filter(status=JobStatus.QUEUED)
-        .filter(fits_somewhere, pinned_here)
-        .exclude(queue_deadline__lt=now)
-        .order_by("priority_rank", "pk")
-    )
-    return list(_lockable(queued.select_related("customer"))[:limit])
+def _queued(slots: list[_Slots], limit: int) -> list[Job]:
+    """Queued jobs that fit one of these nodes, urgent first, then oldest, locked for this pass."""
+    models = sorted({model for s in slots for model in s.node.model_map} | {""})
+    pks = [s.node.pk for s in slots]
+    model_marks, node_marks = ", ".join(["%s"] * len(models)), ", ".join(["%s"] * len(pks))
+    sql = (f"SELECT {_JOB_ROW.columns} FROM {quoted(Job._meta.db_table)} j WHERE j.status = %s "
+           f"AND j.model IN ({model_marks}) "
+           f"AND (j.pinned_node_id IS NULL OR j.pinned_node_id IN ({node_marks})) "
+           "AND (j.queue_deadline IS NULL OR j.queue_deadline >= %s) "
+           f"ORDER BY j.priority_rank, j.id LIMIT %s{for_update_skip_locked('j')}")
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [JobStatus.QUEUED, *models, *pks, now, limit])
+        return [_JOB_ROW.build(row) for row in cursor.fetchall()]
 
 
 def _fits(job: Job, node: Node) -> bool:
@@ -136,7 +148,8 @@ def _assign(job: Job, node: Node) -> bool:
         attempt_count=number, deadline_at=now + timedelta(seconds=job.timeout_seconds),
     )
     if assigned:
-        JobAttempt.objects.create(job=job, node=node, number=number, started_at=now)
+        insert_row(JobAttempt, {"job_id": job.pk, "node_id": node.pk, "number": number, "status": JobAttempt.Status.RUNNING,
+                                "node_job_id": "", "error": "", "started_at": now, "ended_at": None})
     return assigned
 
 

@@ -14,6 +14,7 @@ from jobs.exceptions import JobStateConflict
 from jobs.live import publish_after_commit, publish_job_row_after_commit, publish_row_after_commit
 from jobs.dispatch.node_channel import cancel_on_node
 from jobs.models import ACTIVE, TERMINAL, Job, JobAttempt, JobEvent, JobStatus
+from marketplace.rows import insert_row, marks, update_where
 
 
 def job_status_event(job: Job) -> dict:
@@ -42,10 +43,10 @@ def _transition(job: Job, expected, new_status: str, reason: str, fields: dict) 
     now = timezone.now()
     if new_status in TERMINAL:
         fields.setdefault("completed_at", now)
-    guard = Job.objects.filter(pk=job.pk, status__in=expected)
-    updated = guard.update(
-        status=new_status, status_reason=reason[:300], **fields
-    )
+    # the ORM's update and create compile their SQL on every call: on the job path, per job
+    expected = sorted(expected)
+    updated = update_where(Job, {"status": new_status, "status_reason": reason[:300], **fields},
+                           f"id = %s AND status IN ({marks(expected)})", [job.pk, *expected])
     if updated != 1:
         return False
     old_status = job.status
@@ -53,7 +54,8 @@ def _transition(job: Job, expected, new_status: str, reason: str, fields: dict) 
     job.status, job.status_reason = new_status, reason[:300]
     for name, value in fields.items():
         setattr(job, name, value)
-    JobEvent.objects.create(job=job, old_status=old_status, new_status=new_status, reason=reason[:300], created_at=now)
+    insert_row(JobEvent, {"job_id": job.pk, "old_status": old_status, "new_status": new_status, "reason": reason[:300],
+                          "created_at": now})
     if new_status in TERMINAL:
         # every way a job ends closes its bill, in the same transaction
         job_billing_close(job=job)
@@ -76,13 +78,15 @@ def job_start(*, job_pk: int, job_id: str, node_pk: int, number: int, node_job_i
     """
     now = timezone.now()
     with transaction.atomic(savepoint=False):
-        started = Job.objects.filter(
-            pk=job_pk, public_id=job_id, node_id=node_pk, attempt_count=number, status=JobStatus.ASSIGNED
-        ).update(status=JobStatus.RUNNING, status_reason=reason[:300], node_job_id=node_job_id[:64], started_at=now)
+        started = update_where(
+            Job, {"status": JobStatus.RUNNING, "status_reason": reason[:300], "node_job_id": node_job_id[:64],
+                  "started_at": now},
+            "id = %s AND public_id = %s AND node_id = %s AND attempt_count = %s AND status = %s",
+            [job_pk, job_id, node_pk, number, JobStatus.ASSIGNED])
         if started != 1:
             return False
-        JobEvent.objects.create(job_id=job_pk, old_status=JobStatus.ASSIGNED, new_status=JobStatus.RUNNING,
-                                reason=reason[:300], created_at=now)
+        insert_row(JobEvent, {"job_id": job_pk, "old_status": JobStatus.ASSIGNED, "new_status": JobStatus.RUNNING,
+                              "reason": reason[:300], "created_at": now})
         publish_after_commit(job_id, {"type": "status", "job_id": job_id, "status": JobStatus.RUNNING, "progress": 0,
                                       "reason": reason[:300]})
         if row is not None:

@@ -17,6 +17,7 @@ from billing.services import (
     settlement_release,
 )
 from jobs.models import TERMINAL, BillingStatus, Job, JobStatus
+from marketplace.rows import update_where
 
 __all__ = ["job_billing_close", "job_bills_close_ended", "job_funds_reserve"]
 
@@ -49,10 +50,9 @@ def job_billing_close(*, job: Job) -> None:
         settlement, miner_id = settlement_release(reserved_wei=reserved), None
     status = BillingStatus.SETTLED if settlement.status == SETTLED else BillingStatus.RELEASED
     # the job's row is the claim: of two paths closing one job, one updates it
-    closed = Job.objects.filter(pk=job.pk, billing_status=BillingStatus.RESERVED).update(
-        billing_status=status, charged_price_wei=settlement.charged_wei, payout_price_wei=settlement.payout_wei,
-        fee_price_wei=settlement.fee_wei,
-    )
+    closed = update_where(Job, {"billing_status": status, "charged_price_wei": settlement.charged_wei,
+                                "payout_price_wei": settlement.payout_wei, "fee_price_wei": settlement.fee_wei},
+                          "id = %s AND billing_status = %s", [job.pk, BillingStatus.RESERVED])
     if closed != 1:
         return  # closed meanwhile by another path: the money moved once already
     try:

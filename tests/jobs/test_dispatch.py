@@ -259,7 +259,9 @@ def test_a_socket_without_the_right_token_or_signature_is_refused(fake_node, pro
 def test_heartbeats_on_the_socket_keep_the_node_online_and_report_its_capacity(fake_node):
     peer = fake_node(capacity=4)
     peer.connect()
-    wait_for(lambda: Node.objects.get(pk=peer.node.pk).channel_name != "", message="the socket did not attach")
+    # the hello is handled in turn with the node's other frames, a heartbeat at once: the hello first
+    wait_for(lambda: Node.objects.get(pk=peer.node.pk).last_heartbeat.get("capacity") == 4,
+             message="the hello was not handled")
     Node.objects.filter(pk=peer.node.pk).update(last_heartbeat_at=timezone.now() - timedelta(hours=1))
     assert not Node.objects.get(pk=peer.node.pk).is_online
 
