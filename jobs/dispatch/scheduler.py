@@ -24,7 +24,7 @@ from jobs.dispatch.node_channel import node_send_after_commit
 from jobs.live import job_row_event
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_transition
-from marketplace.rows import RowLoader, for_update_skip_locked, insert_row, quoted
+from marketplace.rows import RowLoader, for_update_skip_locked, insert_row, marks, quoted
 from nodes.models import Node
 from nodes.selectors import node_serves
 from privacy.relay import private_push
@@ -60,6 +60,7 @@ class SchedulePass:
 # execution, once per job (marketplace.rows)
 _NODE_ROW = RowLoader(Node, "n", leave_out=("hardware", "transport_keys", "last_heartbeat", "running_attempts"))
 _JOB_ROW = RowLoader(Job, "j")
+# nodes.selectors.nodes_online, in SQL
 _ONLINE = "n.approval = %s AND n.last_heartbeat_at >= %s AND n.channel_name <> ''"
 
 
@@ -87,8 +88,7 @@ def _open_slots() -> tuple[list[_Slots], bool]:
         # busy slots are counted once the nodes are held, in a statement of its own: a count made
         # in the locking statement reads the database as it was when that statement began, and
         # misses the jobs that a pass holding a node then gave it and committed before letting go
-        marks = ", ".join(["%s"] * len(nodes))
-        cursor.execute(f"SELECT node_id, COUNT(*) FROM {jobs_table} WHERE node_id IN ({marks}) "
+        cursor.execute(f"SELECT node_id, COUNT(*) FROM {jobs_table} WHERE node_id IN ({marks(nodes)}) "
                        "AND status IN (%s, %s) GROUP BY node_id", [node.pk for node in nodes] + list(BUSY))
         busy = dict(cursor.fetchall())
     slots = [_Slots(node, busy.get(node.pk, 0)) for node in nodes]
@@ -99,10 +99,9 @@ def _queued(slots: list[_Slots], limit: int) -> list[Job]:
     """Queued jobs that fit one of these nodes, urgent first, then oldest, locked for this pass."""
     models = sorted({model for s in slots for model in s.node.model_map} | {""})
     pks = [s.node.pk for s in slots]
-    model_marks, node_marks = ", ".join(["%s"] * len(models)), ", ".join(["%s"] * len(pks))
     sql = (f"SELECT {_JOB_ROW.columns} FROM {quoted(Job._meta.db_table)} j WHERE j.status = %s "
-           f"AND j.model IN ({model_marks}) "
-           f"AND (j.pinned_node_id IS NULL OR j.pinned_node_id IN ({node_marks})) "
+           f"AND j.model IN ({marks(models)}) "
+           f"AND (j.pinned_node_id IS NULL OR j.pinned_node_id IN ({marks(pks)})) "
            "AND (j.queue_deadline IS NULL OR j.queue_deadline >= %s) "
            f"ORDER BY j.priority_rank, j.id LIMIT %s{for_update_skip_locked('j')}")
     now = connection.ops.adapt_datetimefield_value(timezone.now())
