@@ -6,7 +6,9 @@ one win. Each transition writes a JobEvent and, after commit, a live event.
 """
 from __future__ import annotations
 
-from django.db import transaction
+from contextlib import nullcontext
+
+from django.db import connection, transaction
 from django.utils import timezone
 
 from jobs.services.money import job_billing_close
@@ -14,7 +16,7 @@ from jobs.exceptions import JobStateConflict
 from jobs.live import publish_after_commit, publish_job_row_after_commit, publish_row_after_commit
 from jobs.dispatch.node_channel import cancel_on_node
 from jobs.models import ACTIVE, TERMINAL, Job, JobAttempt, JobEvent, JobStatus
-from marketplace.rows import insert_row, marks, update_where
+from marketplace.rows import insert_row, marks, update_then_insert, update_where
 
 
 def job_status_event(job: Job) -> dict:
@@ -43,19 +45,15 @@ def _transition(job: Job, expected, new_status: str, reason: str, fields: dict) 
     now = timezone.now()
     if new_status in TERMINAL:
         fields.setdefault("completed_at", now)
-    # the ORM's update and create compile their SQL on every call: on the job path, per job
     expected = sorted(expected)
-    updated = update_where(Job, {"status": new_status, "status_reason": reason[:300], **fields},
-                           f"id = %s AND status IN ({marks(expected)})", [job.pk, *expected])
-    if updated != 1:
+    event = {"old_status": job.status, "new_status": new_status, "reason": reason[:300], "created_at": now}
+    if not _update_with_event(job.pk, {"status": new_status, "status_reason": reason[:300], **fields},
+                              f"status IN ({marks(expected)})", expected, event):
         return False
-    old_status = job.status
     # what the guarded update wrote, applied to the object the caller holds (no re-read)
     job.status, job.status_reason = new_status, reason[:300]
     for name, value in fields.items():
         setattr(job, name, value)
-    insert_row(JobEvent, {"job_id": job.pk, "old_status": old_status, "new_status": new_status, "reason": reason[:300],
-                          "created_at": now})
     if new_status in TERMINAL:
         # every way a job ends closes its bill, in the same transaction
         job_billing_close(job=job)
@@ -77,20 +75,37 @@ def job_start(*, job_pk: int, job_id: str, node_pk: int, number: int, node_job_i
     messages are made from what the caller already knows (``row``: the dashboard's row).
     """
     now = timezone.now()
-    with transaction.atomic(savepoint=False):
-        started = update_where(
-            Job, {"status": JobStatus.RUNNING, "status_reason": reason[:300], "node_job_id": node_job_id[:64],
-                  "started_at": now},
-            "id = %s AND public_id = %s AND node_id = %s AND attempt_count = %s AND status = %s",
-            [job_pk, job_id, node_pk, number, JobStatus.ASSIGNED])
-        if started != 1:
-            return False
-        insert_row(JobEvent, {"job_id": job_pk, "old_status": JobStatus.ASSIGNED, "new_status": JobStatus.RUNNING,
-                              "reason": reason[:300], "created_at": now})
-        publish_after_commit(job_id, {"type": "status", "job_id": job_id, "status": JobStatus.RUNNING, "progress": 0,
-                                      "reason": reason[:300]})
-        if row is not None:
-            publish_row_after_commit(row["customer"], {**row["event"], "status": JobStatus.RUNNING})
+    # on PostgreSQL one statement, its own transaction: no BEGIN and COMMIT around it
+    with transaction.atomic(savepoint=False) if connection.vendor != "postgresql" else nullcontext():
+        started = _update_with_event(
+            job_pk, {"status": JobStatus.RUNNING, "status_reason": reason[:300], "node_job_id": node_job_id[:64],
+             "started_at": now},
+            "public_id = %s AND node_id = %s AND attempt_count = %s AND status = %s",
+            [job_id, node_pk, number, JobStatus.ASSIGNED],
+            {"old_status": JobStatus.ASSIGNED, "new_status": JobStatus.RUNNING, "reason": reason[:300],
+             "created_at": now})
+    if not started:
+        return False
+    publish_after_commit(job_id, {"type": "status", "job_id": job_id, "status": JobStatus.RUNNING, "progress": 0,
+                                  "reason": reason[:300]})
+    if row is not None:
+        publish_row_after_commit(row["customer"], {**row["event"], "status": JobStatus.RUNNING})
+    return True
+
+
+def _update_with_event(job_pk: int, values: dict, guard: str, params: list, event: dict) -> bool:
+    """Update job ``job_pk`` where ``guard`` holds and, if that changed it, write its JobEvent;
+    False if it did not.
+
+    One statement on PostgreSQL (the event is inserted from the updated row), two
+    elsewhere. Written out: the ORM compiles an update and a create on every call.
+    """
+    where, params = f"id = %s AND {guard}", [job_pk, *params]
+    if connection.vendor == "postgresql":
+        return update_then_insert(Job, values, where, params, JobEvent, event, link="job") == 1
+    if update_where(Job, values, where, params) != 1:
+        return False
+    insert_row(JobEvent, {"job_id": job_pk, **event})
     return True
 
 
