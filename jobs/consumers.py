@@ -73,11 +73,15 @@ def _is_final(event: dict) -> bool:
 
 
 class _LiveConsumer(AsyncJsonWebsocketConsumer):
-    """A WebSocket that relays one live-bus topic: subscribed before its snapshot is read."""
+    """A WebSocket that relays one live-bus topic: subscribed before its snapshot is read.
 
-    subscription = pump = None
+    ``resync`` sends the snapshot again, for when the bus says messages may have been lost.
+    """
 
-    async def _subscribe(self, topic: str) -> bool:
+    subscription = pump = resync = None
+
+    async def _subscribe(self, topic: str, resync) -> bool:
+        self.resync = resync
         try:
             self.subscription = await live_bus.subscribe(topic)
         except live_bus.LiveBusUnavailable:
@@ -89,13 +93,10 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
         self.pump = live_bus.pump(self.subscription, self._on_message)
 
     async def _on_message(self, message: dict) -> None:
-        if message is live_bus.RESYNC or message.get("type") == live_bus.RESYNC["type"]:
+        if message.get("type") == live_bus.RESYNC["type"]:
             await self.resync()
         else:
             await self.send_json(message)
-
-    async def resync(self) -> None:
-        raise NotImplementedError
 
     async def disconnect(self, code):
         if self.pump is not None:
@@ -107,7 +108,7 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
 class JobWebSocketConsumer(_LiveConsumer):
     async def connect(self):
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        if not await self._subscribe(job_topic(self.job_id)):
+        if not await self._subscribe(job_topic(self.job_id), self._send_snapshot):
             return
         snapshot, error = await _job_snapshot(self.scope, self.job_id)
         if error:
@@ -118,7 +119,7 @@ class JobWebSocketConsumer(_LiveConsumer):
         await self.send_json(snapshot)
         await self._relay()
 
-    async def resync(self) -> None:
+    async def _send_snapshot(self) -> None:
         snapshot, error = await _job_snapshot(self.scope, self.job_id)
         if snapshot is not None:
             await self.send_json(snapshot)
@@ -143,13 +144,13 @@ class CustomerJobsConsumer(_LiveConsumer):
         if found is None:
             await self.close(code=4401)
             return
-        if not await self._subscribe(customer_topic(found[0])):
+        if not await self._subscribe(customer_topic(found[0]), self._send_rows):
             return
         await self.accept()
-        await self.resync()
+        await self._send_rows()
         await self._relay()
 
-    async def resync(self) -> None:
+    async def _send_rows(self) -> None:
         found = await _dashboard_snapshot(self.scope)
         for row in reversed(found[1] if found else []):  # oldest first, so the newest ends up on top
             await self.send_json(row)

@@ -48,7 +48,7 @@ class LiveBusUnavailable(Exception):
 class Subscription:
     """One subscriber's messages on one topic, in the order they were published."""
 
-    def __init__(self, bus: "_Bus", topic: str) -> None:
+    def __init__(self, bus: "_LocalBus | _RedisBus", topic: str) -> None:
         self.topic = topic
         self.loop = asyncio.get_running_loop()
         self._bus = bus
@@ -82,21 +82,10 @@ class Subscription:
             await self._bus.unsubscribe(self)
 
 
-class _Bus:
-    def publish(self, topic: str, message: dict) -> None:
-        raise NotImplementedError
-
-    async def subscribe(self, topic: str) -> Subscription:
-        raise NotImplementedError
-
-    async def unsubscribe(self, subscription: Subscription) -> None:
-        raise NotImplementedError
-
-
 # --- embedded: inside the process ------------------------------------------------------------
 
 
-class _LocalBus(_Bus):
+class _LocalBus:
     def __init__(self) -> None:
         self._topics: dict[str, set[Subscription]] = {}
         self._lock = threading.Lock()
@@ -274,7 +263,7 @@ class _LoopHub:
                 backoff = min(backoff * 2, 2.0)
 
 
-class _RedisBus(_Bus):
+class _RedisBus:
     def __init__(self, url: str, prefix: str) -> None:
         self.url, self.prefix = url, prefix
         self.client_name = "live-bus-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in prefix)
@@ -336,11 +325,11 @@ class _RedisBus(_Bus):
             await hub.unsubscribe(subscription)
 
 
-_bus: _Bus | None = None
+_bus: _LocalBus | _RedisBus | None = None
 _bus_lock = threading.Lock()
 
 
-def _the_bus() -> _Bus:
+def _the_bus() -> _LocalBus | _RedisBus:
     global _bus
     if _bus is None:
         with _bus_lock:
