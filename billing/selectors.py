@@ -17,15 +17,16 @@ _policy_cached: tuple[float, PricingPolicy] | None = None
 def pricing_policy_current() -> PricingPolicy:
     """The newest published version; version 1 with the defaults if staff never published one.
 
-    Kept per process for a few seconds, so a submit reads no policy in the steady state.
-    Only a read made outside any transaction is kept: one made inside may yet be rolled back.
+    Kept per process for a few seconds, so neither a submit nor a settle reads it in the steady
+    state. The defaults row written by a read inside a transaction is not kept: that
+    transaction may yet be rolled back.
     """
     global _policy_cached
     cached = _policy_cached
     if cached is not None and time.monotonic() < cached[0]:
         return cached[1]
-    policy = _pricing_policy_read()
-    if not connection.in_atomic_block:
+    policy, created = _pricing_policy_read()
+    if not (created and connection.in_atomic_block):
         _policy_cached = (time.monotonic() + POLICY_CACHE_SECONDS, policy)
     return policy
 
@@ -49,15 +50,16 @@ def pricing_policy_version(version: int | None) -> PricingPolicy:
     return PricingPolicy.objects.filter(version=version).first() or current
 
 
-def _pricing_policy_read() -> PricingPolicy:
+def _pricing_policy_read() -> tuple[PricingPolicy, bool]:
+    """The newest version, and whether this read wrote the defaults' row."""
     policy = PricingPolicy.objects.order_by("-version").first()
-    if policy is None:
-        policy, _ = PricingPolicy.objects.get_or_create(
-            version=1,
-            defaults={
-                "gpu_rates_wei": DEFAULT_GPU_RATES_WEI,
-                "priority_multipliers_bps": DEFAULT_PRIORITY_MULTIPLIERS_BPS,
-                "note": "defaults",
-            },
-        )
-    return policy
+    if policy is not None:
+        return policy, False
+    return PricingPolicy.objects.get_or_create(
+        version=1,
+        defaults={
+            "gpu_rates_wei": DEFAULT_GPU_RATES_WEI,
+            "priority_multipliers_bps": DEFAULT_PRIORITY_MULTIPLIERS_BPS,
+            "note": "defaults",
+        },
+    )

@@ -184,7 +184,7 @@ DRAMATIQ_QUEUE = env_str("DRAMATIQ_QUEUE", "marketplace")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "marketplace.redis_cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "marketplace"),
             # an unreachable Redis must cost a request milliseconds, not a hang: callers fail open

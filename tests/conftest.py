@@ -21,10 +21,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Rate-limit counters live in the cache; each test starts with none."""
+    """Rate-limit counters live in the cache, and the pricing policy in each process; each test
+    starts with neither (a test's database is rolled back under the process's copy)."""
     from django.core.cache import cache
 
+    from billing.selectors import pricing_policy_forget
+
     cache.clear()
+    pricing_policy_forget()
     yield
 
 

@@ -8,7 +8,7 @@ from billing.services import funds_refund, pricing_policy_publish
 from jobs.models import Job, JobStatus
 from jobs.services.money import job_billing_close
 from tests import factories
-from tests.billing.helpers import complete, end
+from tests.billing.helpers import complete, end, start
 
 pytestmark = pytest.mark.django_db
 
@@ -94,6 +94,17 @@ def test_a_verified_completion_debits_the_actual_cost_pays_the_miner_and_keeps_t
     assert int(account_for_miner(echo_node.miner).available_wei) == charged - fee
     assert int(platform_account().available_wei) == fee
     assert conservation_holds()
+
+
+def test_a_settle_reads_no_pricing_policy_while_the_process_holds_the_current_one(alice, alice_api, echo_node):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    job = start(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node)
+    with CaptureQueriesContext(connection) as queries:  # inside the test's transaction, as a settle is
+        job = complete(job, echo_node, duration_ms=2500)
+    assert job.billing_status == "settled"
+    assert not [q for q in queries.captured_queries if "pricingpolicy" in q["sql"]]
 
 
 def test_the_charge_never_exceeds_the_reservation(alice, alice_api, echo_node):

@@ -123,7 +123,7 @@ def test_with_the_cache_unreachable_the_api_still_answers_and_says_why_in_the_lo
     issued = api_key_create(customer=alice)
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "marketplace.redis_cache.RedisCache",
             "LOCATION": f"redis://127.0.0.1:{closed_port()}/0",
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 1.0},
         }
@@ -164,3 +164,23 @@ def test_on_redis_both_windows_are_counted_in_one_round_trip(alice, monkeypatch)
     assert len(counters) == 2
     assert all(int(client.get(key)) == 2 for key in counters)
     assert all(0 < client.ttl(key) <= 3600 + 5 for key in counters)
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="the Redis cache's client (REDIS_URL)")
+def test_on_redis_every_cache_call_of_a_thread_shares_one_client(monkeypatch):
+    import redis
+
+    cache = caches[DEFAULT_CACHE_ALIAS]
+    built = []
+    original = redis.Redis.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    cache.get("warm")
+    monkeypatch.setattr(redis.Redis, "__init__", counting)
+    cache.set("k", 1, 5)
+    assert [cache.get("k") for _ in range(3)] == [1, 1, 1] and cache.add("k", 2, 5) is False
+    cache.delete_many(["k"])
+    assert built == [], "a redis-py client was built per call"
