@@ -16,19 +16,32 @@ AGAIN_AFTER_MS = 50
 AGAIN_KEY = "scheduler-pass-again"
 # a pass asked for and lost (its message dropped) blocks the next request no longer than this
 AGAIN_HOLD_SECONDS = 2
+# a pass asked for and not yet begun answers every request made meanwhile; one whose message
+# was lost holds the next request back no longer than this (the watchdog's sweep passes too)
+PENDING_KEY = "scheduler-pass-pending"
+PENDING_HOLD_SECONDS = 2
+
+
+def schedule_soon() -> None:
+    """A job arrived or a slot freed: ask a worker for a scheduler pass, unless a pass asked for
+    earlier has not begun. That pass takes its flag down before it reads the queue, so it sees
+    every job committed before this call: under load, one message serves many arrivals."""
+    if cache_add(PENDING_KEY, 1, timeout=PENDING_HOLD_SECONDS):
+        dispatch_job.send()
 
 
 @dramatiq.actor(queue_name=settings.DRAMATIQ_QUEUE, max_retries=3, min_backoff=200, max_backoff=2000,
                 time_limit=60_000)
 def dispatch_job(job_pk: int | None = None, again: bool = False) -> None:
-    """A job arrived (``job_pk``) or a slot freed (nothing): run a pass of the slot scheduler.
+    """A job arrived or a slot freed (``schedule_soon``): run a pass of the slot scheduler.
+    (``job_pk`` is what earlier releases sent; a pass takes every job that fits.)
 
     Redelivery is harmless: a pass assigns only queued jobs, each once. A pass that filled
     its batch asks for the next at once; one that met another pass asks for one more
     pass after it (``again``), one such request at a time.
     """
-    if again:
-        cache_delete_many([AGAIN_KEY])
+    # down before the queue is read: a request refused while it was up is this pass's to serve
+    cache_delete_many([AGAIN_KEY, PENDING_KEY] if again else [PENDING_KEY])
     done = schedule()
     if done.full:
         dispatch_job.send()  # a backlog: the next batch now

@@ -33,7 +33,7 @@ from jobs.dispatch.attempts import (
 )
 from jobs.live import job_topic, send_to_channel
 from jobs.models import Job, JobStatus
-from jobs.tasks import dispatch_job
+from jobs.tasks import schedule_soon
 from marketplace import live_bus
 from nodes.exceptions import NodeAuthenticationFailed, NodeRequestInvalid
 from nodes.models import Node
@@ -127,7 +127,7 @@ def _progress(job_id: str, node_pk: int, number: int, percent: int) -> None:
 @_off_thread
 def _schedule_now() -> None:
     """A slot freed or a node came: a scheduler pass runs in a worker."""
-    dispatch_job.send()
+    schedule_soon()
 
 
 class NodeSocketConsumer(AsyncWebsocketConsumer):

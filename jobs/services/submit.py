@@ -19,7 +19,7 @@ from jobs.live import publish_job_row_after_commit
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
 from jobs.selectors import ModelOutlook, model_outlook
 from jobs.services.money import job_bills_close_ended, job_funds_reserve
-from jobs.tasks import dispatch_job
+from jobs.tasks import schedule_soon
 from marketplace.authentication import CustomerPrincipal
 from nodes.gpus import gpu_type_normalize
 from marketplace.shared_cache import cache_get, cache_set
@@ -171,7 +171,7 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
         JobEvent.objects.create(job=job, new_status=JobStatus.QUEUED, reason="submitted", created_at=now)
         # the quote is held in the same transaction, as its last statements: no funds, no job
         job_funds_reserve(job=job)
-        transaction.on_commit(lambda: dispatch_job.send(job.pk))
+        transaction.on_commit(schedule_soon)
         publish_job_row_after_commit(job)
     return job
 

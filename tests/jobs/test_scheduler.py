@@ -4,6 +4,7 @@ Nodes here are rows with an open-socket channel nobody reads; the frames the
 scheduler sends down them are counted instead.
 """
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -190,3 +191,45 @@ def test_a_pass_that_fills_its_batch_asks_for_the_next_one(frames, monkeypatch):
     tasks.dispatch_job.fn()
     assert sent == [()] and Job.objects.filter(status=JobStatus.ASSIGNED).count() == 2
     assert schedule(limit=3) == schedule().__class__(3, full=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_arrivals_while_a_pass_is_pending_share_its_message_and_it_serves_them_all(frames, monkeypatch):
+    from jobs import tasks
+
+    node = factories.node(capacity=10)
+    sent = []
+    monkeypatch.setattr(tasks.dispatch_job, "send", lambda *args: sent.append(args))
+    queue(1)
+    tasks.schedule_soon()
+    queue(3)
+    for _ in range(3):
+        tasks.schedule_soon()  # the pass asked for has not begun: no more messages
+    assert sent == [()]
+    tasks.dispatch_job.fn()  # the worker takes the message: one pass, every job committed before it
+    assert Job.objects.filter(node=node, status=JobStatus.ASSIGNED).count() == 4 and len(frames) == 4
+    queue(1)
+    tasks.schedule_soon()  # that pass has begun: a new arrival asks for a pass of its own
+    assert sent == [(), ()]
+    tasks.dispatch_job.fn()
+    assert Job.objects.filter(node=node, status=JobStatus.ASSIGNED).count() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_request_holds_later_ones_back_only_briefly_and_the_sweep_passes_meanwhile(frames, monkeypatch):
+    from jobs import tasks
+    from jobs.dispatch.watchdog import jobs_watch
+
+    factories.node(capacity=10)
+    sent = []
+    monkeypatch.setattr(tasks.dispatch_job, "send", lambda *args: sent.append(args))
+    monkeypatch.setattr(tasks, "PENDING_HOLD_SECONDS", 1)
+    tasks.schedule_soon()  # its message is lost: no worker ever takes it
+    (job,) = queue(1)
+    tasks.schedule_soon()
+    assert sent == [()]
+    jobs_watch()
+    assert Job.objects.get(pk=job.pk).status == JobStatus.ASSIGNED
+    time.sleep(1.2)
+    tasks.schedule_soon()
+    assert sent == [(), ()]

@@ -72,7 +72,7 @@ def test_the_marker_is_nowhere_the_marketplace_keeps_or_sends_anything(
     opened = client.result(job)
     assert opened == {"output": {"prompt": f"tell nobody: {marker}"}}, "the marker did make the round trip"
 
-    task_messages = [dispatch_job.message(*args).encode().decode() for args in sent_dispatches if args]
+    task_messages = [dispatch_job.message(*(args or ())).encode().decode() for args in sent_dispatches]
     assert task_messages, "the job was queued through the broker"
     assert any(m.get("type") == "status" and m.get("status") == "completed" for _, m in channel_messages)
     places = {

@@ -12,8 +12,8 @@ import threading
 
 from django.db import close_old_connections
 
-from jobs.dispatch.scheduler import schedule
 from jobs.dispatch.watchdog import jobs_watch
+from jobs.tasks import dispatch_job
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Dispatcher:
         if self._held.is_set():
             return
         try:
-            schedule()
+            dispatch_job.fn(*args, **kwargs)  # the actor's body, as a worker runs it
         finally:
             close_old_connections()
 
