@@ -22,6 +22,7 @@ from jobs.selectors import job_status_for_customer
 from jobs.services.lifecycle import job_status_event
 from marketplace import live_bus
 from marketplace.authentication import authenticate_headers, session_principal
+from marketplace.consumers import DirectDispatch
 
 KEEPALIVE_SECONDS = 15
 
@@ -72,7 +73,7 @@ def _is_final(event: dict) -> bool:
     return event.get("type") == "status" and event.get("status") in TERMINAL
 
 
-class _LiveConsumer(AsyncJsonWebsocketConsumer):
+class _LiveConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     """A WebSocket that relays one live-bus topic: subscribed before its snapshot is read.
 
     ``resync`` sends the snapshot again, for when the bus says messages may have been lost.

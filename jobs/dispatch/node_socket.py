@@ -35,6 +35,7 @@ from jobs.live import job_topic, send_to_channel
 from jobs.models import Job, JobStatus
 from jobs.tasks import schedule_soon
 from marketplace import live_bus
+from marketplace.consumers import DirectDispatch
 from nodes.exceptions import NodeAuthenticationFailed, NodeRequestInvalid
 from nodes.models import Node
 from nodes.services import node_attach, node_authenticate, node_beat, node_detach, node_heartbeat
@@ -130,7 +131,7 @@ def _schedule_now() -> None:
     schedule_soon()
 
 
-class NodeSocketConsumer(AsyncWebsocketConsumer):
+class NodeSocketConsumer(DirectDispatch, AsyncWebsocketConsumer):
     async def connect(self):
         try:
             node = await _authenticate(_Headers(self.scope))

@@ -467,3 +467,20 @@ def test_a_hello_with_a_report_that_does_not_check_is_refused_and_the_socket_clo
     with pytest.raises(ConnectionClosed):
         peer.receive(timeout=5)
     wait_for(lambda: Node.objects.get(pk=peer.node.pk).channel_name == "", message="the socket stayed open")
+
+
+def test_a_nodes_frames_cost_no_hop_into_the_shared_sync_thread(enroll, dispatcher, monkeypatch):
+    import channels.consumer
+
+    hops = []
+    original = channels.consumer.aclose_old_connections
+
+    async def counted():
+        hops.append(1)
+        await original()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    enroll("alpha")
+    jobs = [make_job(dispatcher, input=str(i)) for i in range(3)]
+    assert [wait_job(job).status for job in jobs] == [JobStatus.COMPLETED] * 3
+    assert hops == [], "Channels hopped into the shared sync thread before a message"
