@@ -88,6 +88,38 @@ def insert_row(model: type[Model], values: dict) -> None:
         cursor.execute(f"INSERT INTO {quoted(meta.db_table)} ({columns}) VALUES ({marks})", prepared)
 
 
+def insert_instance(instance: Model, child: type[Model] | None = None, child_values: dict | None = None,
+                    link: str = "") -> None:
+    """``INSERT`` a new instance, every column as the ORM would write it, and fill in its key and
+    its generated columns; with ``child``, also a ``child`` row whose ``link`` field is the new
+    key: on PostgreSQL in the same statement (a data-modifying ``WITH``), elsewhere just after."""
+    meta = type(instance)._meta
+    written = [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
+    returned = [f for f in meta.concrete_fields if f.generated or f is meta.auto_field]
+    prepared = [_prepared(field, field.pre_save(instance, True)) for field in written]
+    returning = ", ".join(quoted(field.column) for field in returned)
+    sql = (f"INSERT INTO {quoted(meta.db_table)} ({', '.join(quoted(f.column) for f in written)}) "
+           f"VALUES ({marks(written)}) RETURNING {returning}")
+    child_fields = [child._meta.get_field(name) for name in child_values] if child else []
+    prepared_child = [_prepared(field, value) for field, value in zip(child_fields, (child_values or {}).values())]
+    together = child is not None and connection.vendor == "postgresql"
+    if together:
+        columns = ", ".join(quoted(f.column) for f in [child._meta.get_field(link), *child_fields])
+        sql = (f"WITH created AS ({sql}), linked AS (INSERT INTO {quoted(child._meta.db_table)} ({columns}) "
+               f"SELECT {quoted(meta.pk.column)}, {marks(child_fields)} FROM created) SELECT {returning} FROM created")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, prepared + prepared_child if together else prepared)
+        row = cursor.fetchone()
+    for field, value in zip(returned, row):
+        column = field.get_col(meta.db_table)
+        for convert in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+            value = convert(value, column, connection)
+        setattr(instance, field.attname, value)
+    instance._state.adding, instance._state.db = False, connection.alias
+    if child is not None and not together:
+        insert_row(child, {link: instance.pk, **child_values})
+
+
 def marks(values) -> str:
     """``%s, %s, ...``: one placeholder per value."""
     return ", ".join(["%s"] * len(values))
