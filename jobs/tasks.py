@@ -1,15 +1,22 @@
 """Dramatiq actors of the jobs domain: short tasks that take ids (or nothing) and call one service.
 
 None of them waits for a job to finish: a running job is a row, and what happens
-to it next arrives on its node's socket or is found by the watchdog.
+to it next arrives on its node's socket or is found by the watchdog. A job's own
+arrival, and a slot freed by a result, run a scheduler pass where they happen
+(``schedule_here``); a backlog, a node's arrival or a failed pass asks a worker
+(``schedule_soon``).
 """
 from __future__ import annotations
+
+import logging
 
 import dramatiq
 from django.conf import settings
 
 from jobs.dispatch.scheduler import schedule
 from marketplace.shared_cache import cache_add, cache_delete_many
+
+log = logging.getLogger(__name__)
 
 # a pass that met another runs again this much later, when the other has likely committed
 AGAIN_AFTER_MS = 50
@@ -28,6 +35,22 @@ def schedule_soon() -> None:
     every job committed before this call: under load, one message serves many arrivals."""
     if cache_add(PENDING_KEY, 1, timeout=PENDING_HOLD_SECONDS):
         dispatch_job.send()
+
+
+def schedule_here() -> None:
+    """A job was just committed, or a slot just freed: a scheduler pass runs here, in the
+    request or the socket that saw it, so the job a free slot fits is on its node's socket at
+    once, with no broker message and no worker in between. It waits for nodes another pass
+    holds rather than hand its work to a worker; a pass that filled its batch or failed leaves
+    the rest to a worker's pass (``schedule_soon``): the job is committed and queued whatever
+    happens here."""
+    try:
+        done = schedule(wait=True)
+    except Exception:  # the caller's own work is committed and answered: a worker retries
+        log.exception("a scheduler pass failed; a worker's pass takes over")
+        done = None
+    if done is None or done.full or done.contended:
+        schedule_soon()
 
 
 @dramatiq.actor(queue_name=settings.DRAMATIQ_QUEUE, max_retries=3, min_backoff=200, max_backoff=2000,

@@ -59,6 +59,13 @@ def for_update_skip_locked(of: str) -> str:
     return ""
 
 
+def for_update(of: str) -> str:
+    """Row locks that wait for rows another transaction holds; nothing on SQLite (as above)."""
+    if connection.features.has_select_for_update_of:
+        return f" FOR UPDATE OF {of}"
+    return ""
+
+
 def _prepared(field, value):
     if isinstance(value, Model):  # a related instance: its key
         value = value.pk

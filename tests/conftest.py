@@ -46,9 +46,18 @@ def _close_database_pools(request):
 
 @pytest.fixture(autouse=True)
 def sent_dispatches(monkeypatch):
-    """The broker is the edge of these in-process tests: record what would be sent to it."""
-    from jobs import tasks
+    """The broker is the edge of these in-process tests: record what would be sent to it.
 
+    A job's arrival and a freed slot ask a worker for their pass here, instead of running one
+    where they happen (``schedule_here``): a test decides when passes run (``dispatcher``,
+    ``hold``).
+    """
+    from jobs import tasks
+    from jobs.dispatch import node_socket
+    from jobs.services import submit
+
+    monkeypatch.setattr(submit, "schedule_here", tasks.schedule_soon)
+    monkeypatch.setattr(node_socket, "schedule_here", tasks.schedule_soon)
     sent = []
     monkeypatch.setattr(tasks.dispatch_job, "send", lambda *args, **kwargs: sent.append(args))
     monkeypatch.setattr(tasks.dispatch_job, "send_with_options", lambda **kwargs: sent.append(kwargs.get("args")))

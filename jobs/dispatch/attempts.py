@@ -144,12 +144,7 @@ def attempt_result(*, node_pk: int, job_id: str, number: int, result: dict) -> O
     if not isinstance(result, dict):
         result = {}
     ended = _settle_private(job, result) if job.is_private else _settle(job, result)
-    return Outcome(freed=ended and _queue_waiting())
-
-
-def _queue_waiting() -> bool:
-    """A freed slot is worth a scheduler run only if some job waits (one indexed read, not a run)."""
-    return Job.objects.filter(status=JobStatus.QUEUED).exists()
+    return Outcome(freed=ended)
 
 
 def receipt_matches(*, receipt, node: Node, node_job_id: str, data, container_result) -> bool:

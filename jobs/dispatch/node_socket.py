@@ -31,9 +31,10 @@ from django.conf import settings
 from jobs.dispatch.attempts import (
     ForeignAttempt, attempt_abandoned, attempt_accepted, attempt_refused, attempt_result,
 )
+from jobs.dispatch.scheduler import jobs_waiting
 from jobs.live import job_topic, send_to_channel
 from jobs.models import Job, JobStatus
-from jobs.tasks import schedule_soon
+from jobs.tasks import schedule_here, schedule_soon
 from marketplace import live_bus
 from marketplace.consumers import DirectDispatch
 from nodes.exceptions import NodeAuthenticationFailed, NodeRequestInvalid
@@ -126,8 +127,15 @@ def _progress(job_id: str, node_pk: int, number: int, percent: int) -> None:
 
 
 @_off_thread
-def _schedule_now() -> None:
-    """A slot freed or a node came: a scheduler pass runs in a worker."""
+def _schedule_freed() -> None:
+    """A result or a refusal freed a slot: if a job waits, a pass runs here and now."""
+    if jobs_waiting():
+        schedule_here()
+
+
+@_off_thread
+def _schedule_soon() -> None:
+    """A node came: a worker's pass gives it the jobs that wait."""
     schedule_soon()
 
 
@@ -229,7 +237,7 @@ class NodeSocketConsumer(DirectDispatch, AsyncWebsocketConsumer):
         for item in _listed(frame, "results"):
             if isinstance(item, dict):
                 await self.on_result({"type": "result", **item})
-        await _schedule_now()
+        await _schedule_soon()
 
     async def on_heartbeat(self, frame: dict) -> None:
         if "transport_keys" in frame or "capacity" in frame:
@@ -264,7 +272,7 @@ class NodeSocketConsumer(DirectDispatch, AsyncWebsocketConsumer):
             error=str(frame.get("error", ""))[:300],
         )
         if outcome.freed:
-            await _schedule_now()
+            await _schedule_freed()
 
     async def on_output(self, frame: dict) -> None:
         key = attempt_key(frame)
@@ -301,7 +309,7 @@ class NodeSocketConsumer(DirectDispatch, AsyncWebsocketConsumer):
         self.progress_written.pop((job_id, number), None)
         await self._send({"type": "ack", "job_id": job_id, "attempt": number, "accepted": True})
         if outcome.freed:
-            await _schedule_now()
+            await _schedule_freed()
 
     # --- messages from the rest of the marketplace (live bus) -------------------------------
 

@@ -9,7 +9,9 @@ down the nodes' sockets after commit.
 
 A pass that finds nodes locked by another pass says so (``contended``): the other
 pass may have read the queue before this pass's job arrived, so the caller runs
-another pass shortly instead of leaving the job to the watchdog's sweep.
+another pass shortly instead of leaving the job to the watchdog's sweep. A pass run
+at a job's arrival waits for those nodes instead (it holds no other lock, and a pass
+holds them for a few statements), so the job need not be handed to a worker.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from jobs.dispatch.node_channel import node_send_after_commit
 from jobs.live import job_row_event
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_transition
-from marketplace.rows import RowLoader, for_update_skip_locked, insert_row, marks, quoted
+from marketplace.rows import RowLoader, for_update, for_update_skip_locked, insert_row, marks, quoted
 from nodes.models import Node
 from nodes.selectors import node_serves
 from privacy.relay import private_push
@@ -69,13 +71,14 @@ def _online_params() -> list:
     return [Node.Approval.APPROVED, connection.ops.adapt_datetimefield_value(horizon)]
 
 
-def _open_slots() -> tuple[list[_Slots], bool]:
+def _open_slots(wait: bool) -> tuple[list[_Slots], bool]:
     """The connected nodes this pass may fill, each with its busy slots counted, and whether
-    another pass holds some of them."""
+    another pass holds some of them (never, when it ``wait``s for them)."""
     nodes_table, jobs_table = quoted(Node._meta.db_table), quoted(Job._meta.db_table)
     # counted apart from the lock: the nodes online whether or not another pass holds them
+    locks = for_update("n") if wait else for_update_skip_locked("n")
     sql = (f"SELECT {_NODE_ROW.columns}, (SELECT COUNT(*) FROM {nodes_table} n WHERE {_ONLINE}) "
-           f"FROM {nodes_table} n WHERE {_ONLINE} ORDER BY n.id{for_update_skip_locked('n')}")
+           f"FROM {nodes_table} n WHERE {_ONLINE} ORDER BY n.id{locks}")
     with connection.cursor() as cursor:
         cursor.execute(sql, _online_params() * 2)
         rows = cursor.fetchall()
@@ -152,11 +155,23 @@ def _assign(job: Job, node: Node) -> bool:
     return assigned
 
 
-def schedule(*, limit: int = BATCH) -> SchedulePass:
-    """One pass of the scheduler: how many jobs it assigned, and whether it met another pass."""
+def jobs_waiting() -> bool:
+    """Whether some job waits for a slot (one indexed read): a freed slot is worth a pass only
+    then. Read after the slot's transaction commits: a job that arrives later runs a pass of
+    its own, which sees the slot free."""
+    return Job.objects.filter(status=JobStatus.QUEUED).exists()
+
+
+def schedule(*, limit: int = BATCH, wait: bool = False) -> SchedulePass:
+    """One pass of the scheduler: how many jobs it assigned, and whether it met another pass.
+
+    A pass that ``wait``s for the nodes another pass holds (a job's arrival: it holds no
+    other lock, and a pass holds the nodes for a few statements) never meets one; a worker's
+    pass skips them and says so.
+    """
     assigned = 0
     with transaction.atomic():
-        slots, contended = _open_slots()
+        slots, contended = _open_slots(wait)
         if not slots:
             return SchedulePass(0, contended)
         for job in _queued(slots, limit):

@@ -1,4 +1,4 @@
-"""Submitting a job: validate against the catalogue, check quota, quote, create, enqueue."""
+"""Submitting a job: validate against the catalogue, check quota, quote, create, place on a free slot."""
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +19,7 @@ from jobs.live import publish_job_row_after_commit
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
 from jobs.selectors import ModelOutlook, model_outlook
 from jobs.services.money import job_bills_close_ended, job_funds_reserve
-from jobs.tasks import schedule_soon
+from jobs.tasks import schedule_here
 from marketplace.authentication import CustomerPrincipal
 from marketplace.rows import insert_instance
 from marketplace.shared_cache import cache_get, cache_set
@@ -175,7 +175,7 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
                                         "created_at": now}, link="job")
         # the quote is held in the same transaction, as its last statements: no funds, no job
         job_funds_reserve(job=job)
-        transaction.on_commit(schedule_soon)
+        transaction.on_commit(schedule_here)
         publish_job_row_after_commit(job)
     return job
 

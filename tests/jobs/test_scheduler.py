@@ -16,6 +16,7 @@ from jobs.models import Job, JobAttempt, JobStatus
 from marketplace.services import customer_get_or_create
 from nodes.models import Node
 from tests import factories
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -233,3 +234,95 @@ def test_a_lost_request_holds_later_ones_back_only_briefly_and_the_sweep_passes_
     time.sleep(1.2)
     tasks.schedule_soon()
     assert sent == [(), ()]
+
+
+@pytest.fixture
+def passes_at_arrival(monkeypatch, sent_dispatches):
+    """A job's arrival runs its pass in the request, as in production (the suite's default asks
+    a worker instead)."""
+    from jobs import tasks
+    from jobs.services import submit
+
+    monkeypatch.setattr(submit, "schedule_here", tasks.schedule_here)
+    return sent_dispatches
+
+
+def _submit(api):
+    response = api.post("/v1/jobs", {"model": "echo", "input": "hi"}, format="json")
+    assert response.status_code == 201, response.content
+    return Job.objects.get(public_id=response.json()["job_id"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_a_free_slot_fits_is_on_its_node_when_the_submit_answers_with_no_worker_asked(
+        frames, passes_at_arrival):
+    node = factories.node(capacity=1)
+    api = factories.api_client(factories.customer("arrivals"))
+    job = _submit(api)
+    assert (job.status, job.node_id) == (JobStatus.ASSIGNED, node.pk)
+    assert [frame["job_id"] for _, frame in frames] == [job.public_id]
+    assert passes_at_arrival == [], "no broker message for a job placed at once"
+    # the node is full now: the next job waits. No worker is asked: the pass that found no slot
+    # ran after the job was committed, so whatever frees a slot later finds the job waiting
+    waiting = _submit(api)
+    assert waiting.status == JobStatus.QUEUED and passes_at_arrival == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_at_arrival_that_fails_leaves_the_job_queued_for_a_worker_and_the_submit_answers(
+        frames, passes_at_arrival, monkeypatch, caplog):
+    from jobs import tasks
+
+    factories.node(capacity=1)
+
+    def broken(**options):
+        raise RuntimeError("the database went away mid-pass")
+
+    monkeypatch.setattr(tasks, "schedule", broken)
+    job = _submit(factories.api_client(factories.customer("arrivals")))
+    assert job.status == JobStatus.QUEUED and passes_at_arrival == [()]
+    assert "a worker's pass takes over" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_at_arrival_waits_for_a_pass_holding_the_nodes_then_places_its_job(frames, passes_at_arrival):
+    if not connection.features.has_select_for_update_skip_locked:
+        pytest.skip("SQLite runs one writer at a time: passes never meet")
+    node = factories.node(capacity=4)
+    api = factories.api_client(factories.customer("arrivals"))
+    holding, release = threading.Event(), threading.Event()
+    submitted = []
+
+    def other_pass():
+        from django.db import transaction
+
+        with transaction.atomic():
+            list(Node.objects.select_for_update().filter(pk=node.pk))
+            holding.set()
+            release.wait(10)
+        close_old_connections()
+
+    def arrival():
+        submitted.append(_submit(api))
+        close_old_connections()
+
+    def arrival_waits() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                           "AND query LIKE %s", ["%FOR UPDATE OF n%"])
+            return cursor.fetchone()[0] == 1
+
+    other, submitter = threading.Thread(target=other_pass), threading.Thread(target=arrival)
+    other.start()
+    try:
+        assert holding.wait(10)
+        submitter.start()
+        wait_for(arrival_waits, timeout=10, message="the arrival's pass never waited for the nodes")
+        assert Job.objects.get().status == JobStatus.QUEUED
+    finally:
+        release.set()
+        other.join(10)
+        submitter.join(10)
+    job = Job.objects.get(pk=submitted[0].pk)
+    assert (job.status, job.node_id) == (JobStatus.ASSIGNED, node.pk) and len(frames) == 1
+    assert passes_at_arrival == [], "the job waited for the nodes, not for a worker"
