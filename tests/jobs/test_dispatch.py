@@ -484,3 +484,19 @@ def test_a_nodes_frames_cost_no_hop_into_the_shared_sync_thread(enroll, dispatch
     jobs = [make_job(dispatcher, input=str(i)) for i in range(3)]
     assert [wait_job(job).status for job in jobs] == [JobStatus.COMPLETED] * 3
     assert hops == [], "Channels hopped into the shared sync thread before a message"
+
+
+def test_a_result_that_frees_a_slot_places_the_waiting_job_there_without_a_worker(enroll, dispatcher, monkeypatch):
+    from jobs import tasks
+    from jobs.dispatch import node_socket
+
+    monkeypatch.setattr(node_socket, "schedule_here", tasks.schedule_here)  # as in production
+    agent = enroll("alpha", capacity=1)
+    first = make_job(dispatcher, model="sleep", input={"seconds": 1})
+    wait_for(lambda: Job.objects.get(pk=first.pk).status == JobStatus.RUNNING, timeout=15)
+    waiting = make_job(model="echo")  # no message for it: only the freed slot can place it
+    asked = len(dispatcher.sent)
+    assert wait_job(first).status == JobStatus.COMPLETED
+    second = wait_job(waiting)
+    assert (second.status, second.node_id) == (JobStatus.COMPLETED, agent.node.pk)
+    assert len(dispatcher.sent) == asked, "the freed slot asked a worker instead of passing itself"
