@@ -33,6 +33,7 @@ from django.utils import timezone
 from billing.exceptions import AlreadyPosted
 from billing.models import Account, KeySpend, LedgerEntry, LedgerTransaction
 from marketplace.fields import wei_total
+from marketplace.rows import quoted
 
 AVAILABLE, RESERVED = LedgerEntry.Bucket.AVAILABLE, LedgerEntry.Bucket.RESERVED
 # only these may go below zero: the outside world (deposits), and the platform (refunds it absorbs)
@@ -300,56 +301,75 @@ def _account_sql(move: Move) -> tuple[str, list]:
         WHERE {where}{''.join(conditions)}""", params
 
 
+# SQLite keeps wei as text (beyond its integers), so a move there is read, computed in Python and
+# written back only if the row is as it was read (compare-and-swap). Written out: the ORM's
+# compiling of these statements was most of an embedded job's CPU spent on money.
+_ACCOUNT_READ = "SELECT id, available_wei, reserved_wei, active_jobs, spend_month, month_spent_wei FROM {table} WHERE {column} = %s"
+_ACCOUNT_SWAP = ("UPDATE {table} SET available_wei = %s, reserved_wei = %s, active_jobs = %s, month_spent_wei = %s, "
+                 "spend_month = %s WHERE id = %s AND available_wei = %s AND reserved_wei = %s AND active_jobs = %s "
+                 "AND month_spent_wei = %s AND spend_month IS %s")
+_ENTRY_INSERT = "INSERT INTO {table} (transaction_id, account_id, bucket, amount_wei) VALUES (%s, %s, %s, %s)"
+_KEY_READ = "SELECT active_jobs, spent_wei FROM {table} WHERE api_key_id = %s"
+_KEY_SWAP = ("UPDATE {table} SET active_jobs = %s, spent_wei = %s "
+             "WHERE api_key_id = %s AND active_jobs = %s AND spent_wei = %s")
+
+
 def _account_move_sqlite(posting_id: int, move: Move) -> bool | None:
     """The same move on SQLite: read, compute in Python, compare-and-swap; None if there is no row."""
+    table = quoted(Account._meta.db_table)
+    ((column, owner),) = move.owner.lookup().items()
     for _ in range(SQLITE_CAS_TRIES):
-        row = Account.objects.filter(**move.owner.lookup()).values(
-            "id", "available_wei", "reserved_wei", "active_jobs", "spend_month", "month_spent_wei").first()
+        with connection.cursor() as cursor:
+            cursor.execute(_ACCOUNT_READ.format(table=table, column=quoted(column)), [owner])
+            row = cursor.fetchone()
         if row is None:
             return None
-        available, reserved = int(row["available_wei"]) + move.available, int(row["reserved_wei"]) + move.reserved
-        counts_month = move.month is not None and row["spend_month"] == move.month
-        rolls = move.new_month and move.month is not None and (
-            row["spend_month"] is None or row["spend_month"] < move.month)
-        spent_before = int(row["month_spent_wei"]) if counts_month else 0
+        account_id, available_was, reserved_was, active_was, spend_month, spent_was = row
+        month_was = spend_month.isoformat() if spend_month else None  # as stored: text
+        available, reserved = int(available_was) + move.available, int(reserved_was) + move.reserved
+        counts_month = move.month is not None and spend_month == move.month
+        rolls = move.new_month and move.month is not None and (spend_month is None or spend_month < move.month)
+        spent_before = int(spent_was) if counts_month else 0
         if move.floor and (available < 0 or reserved < 0):
             return False
-        if move.job_limit is not None and row["active_jobs"] + move.jobs > move.job_limit:
+        if move.job_limit is not None and active_was + move.jobs > move.job_limit:
             return False
         if move.spend_cap is not None and spent_before + move.spent > move.spend_cap:
             return False
         if counts_month or rolls:
-            month_spent, spend_month = spent_before + move.spent, move.month
+            month_spent, month_written = spent_before + move.spent, move.month.isoformat()
         else:
-            month_spent, spend_month = int(row["month_spent_wei"]), row["spend_month"]
-        # compare-and-swap: a writer that slipped in between makes this one read again
-        swapped = Account.objects.filter(
-            pk=row["id"], available_wei=row["available_wei"], reserved_wei=row["reserved_wei"],
-            active_jobs=row["active_jobs"], month_spent_wei=row["month_spent_wei"], spend_month=row["spend_month"],
-        ).update(available_wei=available, reserved_wei=reserved, active_jobs=max(row["active_jobs"] + move.jobs, 0),
-                 month_spent_wei=month_spent, spend_month=spend_month)
-        if swapped == 1:
-            LedgerEntry.objects.bulk_create([
-                LedgerEntry(transaction_id=posting_id, account_id=row["id"], bucket=bucket, amount_wei=amount)
-                for bucket, amount in move.entries
-            ])
-            return True
+            month_spent, month_written = int(spent_was), month_was
+        with connection.cursor() as cursor:
+            # compare-and-swap: a writer that slipped in between makes this one read again
+            cursor.execute(_ACCOUNT_SWAP.format(table=table), [
+                str(available), str(reserved), max(active_was + move.jobs, 0), str(month_spent), month_written,
+                account_id, available_was, reserved_was, active_was, spent_was, month_was])
+            if cursor.rowcount != 1:
+                continue
+            cursor.executemany(_ENTRY_INSERT.format(table=quoted(LedgerEntry._meta.db_table)), [
+                (posting_id, account_id, bucket, str(int(amount))) for bucket, amount in move.entries])
+        return True
     raise RuntimeError(f"the account of {move.owner} kept changing under this posting")
 
 
 def _key_move_sqlite(api_key_id, jobs, spent, job_limit, budget) -> bool | None:
+    table = quoted(KeySpend._meta.db_table)
     for _ in range(SQLITE_CAS_TRIES):
-        row = KeySpend.objects.filter(pk=api_key_id).values("active_jobs", "spent_wei").first()
-        if row is None:
-            return None
-        if job_limit is not None and row["active_jobs"] + jobs > job_limit:
-            return False
-        if budget is not None and int(row["spent_wei"]) + spent > budget:
-            return False
-        swapped = KeySpend.objects.filter(pk=api_key_id, **row).update(
-            active_jobs=max(row["active_jobs"] + jobs, 0), spent_wei=int(row["spent_wei"]) + spent)
-        if swapped == 1:
-            return True
+        with connection.cursor() as cursor:
+            cursor.execute(_KEY_READ.format(table=table), [api_key_id])
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            active_was, spent_was = row
+            if job_limit is not None and active_was + jobs > job_limit:
+                return False
+            if budget is not None and int(spent_was) + spent > budget:
+                return False
+            cursor.execute(_KEY_SWAP.format(table=table), [
+                max(active_was + jobs, 0), str(int(spent_was) + spent), api_key_id, active_was, spent_was])
+            if cursor.rowcount == 1:
+                return True
     raise RuntimeError(f"the spend row of API key {api_key_id} kept changing under this posting")
 
 
