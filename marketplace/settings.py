@@ -89,6 +89,13 @@ if _database_url:
             "max_size": env_int("DATABASE_POOL_MAX", 20),
             "timeout": 30,
         }
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        # parameters travel beside the statement instead of quoted into it, and a statement a
+        # connection has run this many times is prepared (parsed and planned once): the job
+        # path's statements are the same few every time. Behind a pooler in transaction mode
+        # (PgBouncer < 1.21), set DATABASE_PREPARE_THRESHOLD=0 to prepare nothing.
+        DATABASES["default"]["OPTIONS"]["server_side_binding"] = env_bool("DATABASE_SERVER_SIDE_BINDING", True)
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = env_int("DATABASE_PREPARE_THRESHOLD", 5) or None
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite makes the file, not its folder
     DATABASES = {

@@ -43,3 +43,17 @@ def test_a_row_loader_builds_the_same_instance_as_the_orm():
         cursor.execute(f"SELECT {loader.columns} FROM {quoted(Job._meta.db_table)} j WHERE j.id = %s", [job.pk])
         built = loader.build(cursor.fetchone())
     assert _fields(built) == _fields(Job.objects.get(pk=job.pk))
+
+
+@pytest.mark.django_db
+def test_on_postgresql_a_statement_run_again_is_prepared_once_with_its_parameters_apart():
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    factories.customer("rows")
+    with connection.cursor() as cursor:
+        for _ in range(6):
+            cursor.execute("SELECT count(*) FROM marketplace_customer WHERE name = %s", ["rows"])
+            assert cursor.fetchone() == (1,)
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert "SELECT count(*) FROM marketplace_customer WHERE name = $1" in prepared
