@@ -27,9 +27,10 @@ import uuid
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from jobs.dispatch.attempts import (
-    ForeignAttempt, attempt_abandoned, attempt_accepted, attempt_refused, attempt_result,
+    ForeignAttempt, Outcome, attempt_abandoned, attempt_accepted, attempt_refused, attempt_result,
 )
 from jobs.dispatch.scheduler import jobs_waiting
 from jobs.live import job_topic, send_to_channel
@@ -126,11 +127,26 @@ def _progress(job_id: str, node_pk: int, number: int, percent: int) -> None:
                        progress__lt=percent).update(progress=percent)
 
 
-@_off_thread
-def _schedule_freed() -> None:
+def _fill_freed_slot() -> None:
     """A result or a refusal freed a slot: if a job waits, a pass runs here and now."""
-    if jobs_waiting():
+    try:
+        waiting = jobs_waiting()
+    except DatabaseError:
+        waiting = True  # the pass finds out, or hands the work to a worker
+    if waiting:
         schedule_here()
+
+
+_schedule_freed = _off_thread(_fill_freed_slot)
+
+
+@_off_thread
+def _settle_then_fill(**result) -> Outcome:
+    """Settle a result, then give the slot it freed to a waiting job: one trip off the loop."""
+    outcome = attempt_result(**result)
+    if outcome.freed:
+        _fill_freed_slot()
+    return outcome
 
 
 @_off_thread
@@ -298,8 +314,8 @@ class NodeSocketConsumer(DirectDispatch, AsyncWebsocketConsumer):
         job_id, number = attempt_key(frame)
         result = frame.get("result")
         try:
-            outcome = await _off_thread(attempt_result)(node_pk=self.node_pk, job_id=job_id, number=number,
-                                                        result=result if isinstance(result, dict) else {})
+            await _settle_then_fill(node_pk=self.node_pk, job_id=job_id, number=number,
+                                    result=result if isinstance(result, dict) else {})
         except ForeignAttempt as exc:
             # refused, and acknowledged so that the node stops offering it
             await self._send({"type": "error", "job_id": job_id, "attempt": number, "error": str(exc)})
@@ -308,8 +324,6 @@ class NodeSocketConsumer(DirectDispatch, AsyncWebsocketConsumer):
         self.attempts.pop((job_id, number), None)
         self.progress_written.pop((job_id, number), None)
         await self._send({"type": "ack", "job_id": job_id, "attempt": number, "accepted": True})
-        if outcome.freed:
-            await _schedule_freed()
 
     # --- messages from the rest of the marketplace (live bus) -------------------------------
 
