@@ -175,8 +175,9 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
                                         "created_at": now}, link="job")
         # the quote is held in the same transaction, as its last statements: no funds, no job
         job_funds_reserve(job=job)
-        transaction.on_commit(schedule_here)
+        # the queued row goes out before its pass runs: the pass's assignment publishes after it
         publish_job_row_after_commit(job)
+        transaction.on_commit(schedule_here)
     return job
 
 

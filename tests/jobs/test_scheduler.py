@@ -255,11 +255,18 @@ def _submit(api):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_job_a_free_slot_fits_is_on_its_node_when_the_submit_answers_with_no_worker_asked(
-        frames, passes_at_arrival):
+        frames, passes_at_arrival, monkeypatch):
+    from marketplace import live_bus
+
+    published = []
+    monkeypatch.setattr(live_bus, "publish", lambda topic, message: published.append(message))
     node = factories.node(capacity=1)
     api = factories.api_client(factories.customer("arrivals"))
     job = _submit(api)
     assert (job.status, job.node_id) == (JobStatus.ASSIGNED, node.pk)
+    # the dashboard hears the job queued, then assigned: never the older state last
+    rows = [m["status"] for m in published if m.get("job_id") == job.public_id and "status" in m]
+    assert rows and rows[-1] == JobStatus.ASSIGNED and rows[0] == JobStatus.QUEUED, rows
     assert [frame["job_id"] for _, frame in frames] == [job.public_id]
     assert passes_at_arrival == [], "no broker message for a job placed at once"
     # the node is full now: the next job waits. No worker is asked: the pass that found no slot
