@@ -3,6 +3,7 @@
 Nodes here are rows with an open-socket channel nobody reads; the frames the
 scheduler sends down them are counted instead.
 """
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -36,6 +37,30 @@ def queue(n=1, **fields):
     customer = customer_get_or_create(name="scheduler-tests")
     return [Job.objects.create(customer=customer, model=fields.pop("model", "echo"), input={"i": i}, **fields)
             for i in range(n)]
+
+
+@contextlib.contextmanager
+def _held_by_another_pass(node):
+    """Inside: another transaction holds ``node``'s row lock, as a pass filling it does."""
+    holding, release = threading.Event(), threading.Event()
+
+    def other_pass():
+        from django.db import transaction
+
+        with transaction.atomic():
+            list(Node.objects.select_for_update().filter(pk=node.pk))
+            holding.set()
+            release.wait(10)
+        close_old_connections()
+
+    other = threading.Thread(target=other_pass)
+    other.start()
+    try:
+        assert holding.wait(10)
+        yield
+    finally:
+        release.set()
+        other.join(10)
 
 
 def finish(job):
@@ -154,27 +179,10 @@ def test_a_pass_that_meets_another_asks_for_one_more_pass_after_it(frames, monke
     later = []
     monkeypatch.setattr(tasks.dispatch_job, "send_with_options", lambda **options: later.append(options))
     tasks.cache_delete_many([tasks.AGAIN_KEY])
-    holding, release = threading.Event(), threading.Event()
-
-    def other_pass():
-        from django.db import transaction
-
-        with transaction.atomic():
-            list(Node.objects.select_for_update().filter(pk=node.pk))
-            holding.set()
-            release.wait(10)
-        close_old_connections()
-
-    other = threading.Thread(target=other_pass)
-    other.start()
-    try:
-        assert holding.wait(10)
+    with _held_by_another_pass(node):
         assert schedule() == schedule().__class__(0, contended=True)
         tasks.dispatch_job.fn(job.pk)
         tasks.dispatch_job.fn(job.pk)  # a second pass that meets it does not ask again
-    finally:
-        release.set()
-        other.join(10)
     assert later == [{"kwargs": {"again": True}, "delay": tasks.AGAIN_AFTER_MS}]
     tasks.dispatch_job.fn(**later[0]["kwargs"])
     assert Job.objects.get(pk=job.pk).node_id == node.pk and len(frames) == 1
@@ -297,17 +305,7 @@ def test_a_pass_at_arrival_waits_for_a_pass_holding_the_nodes_then_places_its_jo
         pytest.skip("SQLite runs one writer at a time: passes never meet")
     node = factories.node(capacity=4)
     api = factories.api_client(factories.customer("arrivals"))
-    holding, release = threading.Event(), threading.Event()
     submitted = []
-
-    def other_pass():
-        from django.db import transaction
-
-        with transaction.atomic():
-            list(Node.objects.select_for_update().filter(pk=node.pk))
-            holding.set()
-            release.wait(10)
-        close_old_connections()
 
     def arrival():
         submitted.append(_submit(api))
@@ -319,16 +317,13 @@ def test_a_pass_at_arrival_waits_for_a_pass_holding_the_nodes_then_places_its_jo
                            "AND query LIKE %s", ["%FOR UPDATE OF n%"])
             return cursor.fetchone()[0] == 1
 
-    other, submitter = threading.Thread(target=other_pass), threading.Thread(target=arrival)
-    other.start()
+    submitter = threading.Thread(target=arrival)
     try:
-        assert holding.wait(10)
-        submitter.start()
-        wait_for(arrival_waits, timeout=10, message="the arrival's pass never waited for the nodes")
-        assert Job.objects.get().status == JobStatus.QUEUED
+        with _held_by_another_pass(node):
+            submitter.start()
+            wait_for(arrival_waits, timeout=10, message="the arrival's pass never waited for the nodes")
+            assert Job.objects.get().status == JobStatus.QUEUED
     finally:
-        release.set()
-        other.join(10)
         submitter.join(10)
     job = Job.objects.get(pk=submitted[0].pk)
     assert (job.status, job.node_id) == (JobStatus.ASSIGNED, node.pk) and len(frames) == 1
