@@ -98,19 +98,40 @@ def _open_slots(wait: bool) -> tuple[list[_Slots], bool]:
     return [s for s in slots if s.free > 0], contended
 
 
-def _queued(slots: list[_Slots], limit: int) -> list[Job]:
-    """Queued jobs that fit one of these nodes, urgent first, then oldest, locked for this pass."""
+def _queued(slots: list[_Slots], limit: int, after: tuple[int, int] | None) -> list[Job]:
+    """Queued jobs that may fit one of these nodes, urgent first, then oldest, from ``after``
+    (a job's (priority_rank, id)) on, locked for this pass."""
     models = sorted({model for s in slots for model in s.node.model_map} | {""})
     pks = [s.node.pk for s in slots]
     sql = (f"SELECT {_JOB_ROW.columns} FROM {quoted(Job._meta.db_table)} j WHERE j.status = %s "
            f"AND j.model IN ({marks(models)}) "
            f"AND (j.pinned_node_id IS NULL OR j.pinned_node_id IN ({marks(pks)})) "
            "AND (j.queue_deadline IS NULL OR j.queue_deadline >= %s) "
-           f"ORDER BY j.priority_rank, j.id LIMIT %s{for_update_skip_locked('j')}")
+           + ("AND (j.priority_rank, j.id) > (%s, %s) " if after else "")
+           + f"ORDER BY j.priority_rank, j.id LIMIT %s{for_update_skip_locked('j')}")
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(sql, [JobStatus.QUEUED, *models, *pks, now, limit])
+        cursor.execute(sql, [JobStatus.QUEUED, *models, *pks, now, *(after or ()), limit])
         return [_JOB_ROW.build(row) for row in cursor.fetchall()]
+
+
+def _queued_pages(slots: list[_Slots], limit: int):
+    """The queued jobs a pass looks at, at most ``limit``, a page at a time. The first page is
+    as long as the free slots, so that with a backlog a pass locks and reads only the jobs it
+    is about to give out; jobs the nodes turn down (a GPU they lack, a node a job excludes)
+    make the next page twice as long, so a head of such jobs never hides one that fits."""
+    seen, after, page_size = 0, None, 0
+    while seen < limit:
+        free = sum(max(s.free, 0) for s in slots)
+        page_size = min(max(free, page_size * 2), limit - seen)
+        if page_size <= 0:
+            return
+        page = _queued(slots, page_size, after)
+        yield from page
+        if len(page) < page_size:
+            return
+        seen += len(page)
+        after = (page[-1].priority_rank, page[-1].pk)
 
 
 def _fits(job: Job, node: Node) -> bool:
@@ -174,7 +195,7 @@ def schedule(*, limit: int = BATCH, wait: bool = False) -> SchedulePass:
         slots, contended = _open_slots(wait)
         if not slots:
             return SchedulePass(0, contended)
-        for job in _queued(slots, limit):
+        for job in _queued_pages(slots, limit):
             fitting = sorted((s for s in slots if s.free > 0 and _fits(job, s.node)), key=_Slots.order)
             if not fitting:
                 continue

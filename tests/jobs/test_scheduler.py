@@ -4,6 +4,7 @@ Nodes here are rows with an open-socket channel nobody reads; the frames the
 scheduler sends down them are counted instead.
 """
 import contextlib
+import re
 import threading
 import time
 from collections import Counter
@@ -112,6 +113,29 @@ def test_requirements_and_exclusions_are_honoured_and_a_job_no_slot_fits_stays_q
     assert Job.objects.get(pk=wants_vram.pk).node_id == h100.pk
     assert Job.objects.get(pk=excluded.pk).status == JobStatus.QUEUED
     assert Job.objects.get(pk=wants_8.pk).status == JobStatus.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_head_of_jobs_the_node_turns_down_does_not_hide_one_that_fits_behind_it(frames):
+    node = factories.node(gpu_type="t4", capacity=1)
+    turned_down = queue(5, gpu_type="h100") + queue(2, excluded_nodes=[node.public_id])
+    (fits,) = queue(1)
+    assert schedule().assigned == 1
+    assert Job.objects.get(pk=fits.pk).node_id == node.pk
+    assert not Job.objects.filter(pk__in=[j.pk for j in turned_down]).exclude(status=JobStatus.QUEUED).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_a_backlog_a_pass_reads_only_as_many_jobs_as_slots_are_free(frames):
+    from django.test.utils import CaptureQueriesContext
+
+    factories.node(capacity=1)
+    queue(30)
+    with CaptureQueriesContext(connection) as queries:
+        assert schedule().assigned == 1
+    (read,) = [q["sql"] for q in queries.captured_queries if 'FROM "jobs_job" j' in q["sql"]]
+    assert re.search(r"LIMIT 1\b", read), read
+    assert Job.objects.filter(status=JobStatus.QUEUED).count() == 29
 
 
 @pytest.mark.django_db(transaction=True)
