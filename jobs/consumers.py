@@ -99,6 +99,10 @@ class _LiveConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         else:
             await self.send_json(message)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """What a client sends is never parsed: these sockets only relay, and a frame nobody
+        reads cannot overflow a parser."""
+
     async def disconnect(self, code):
         if self.pump is not None:
             self.pump.cancel()

@@ -14,6 +14,8 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from marketplace.json_input import JsonBodyRefused
+
 log = logging.getLogger(__name__)
 
 API_PREFIXES = ("/v1/", "/v1")
@@ -83,11 +85,13 @@ def api_exception_handler(exc, context):
         fields = _flatten(exc.detail)
         summary = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in fields.items())
         return problem(422, summary, "validation_error", fields=fields)
+    if isinstance(exc, JsonBodyRefused):
+        if exc.status == 413:
+            return problem(413, str(exc.detail), "payload_too_large")
+        if exc.status == 422:
+            return problem(422, str(exc.detail), "validation_error")
+        return problem(400, f"the request body is refused: {exc.detail}", "invalid_json")
     if isinstance(exc, drf.ParseError):
-        from marketplace.json_input import NUL_MESSAGE
-
-        if str(exc.detail) == NUL_MESSAGE:
-            return problem(422, NUL_MESSAGE, "validation_error")
         return problem(400, f"the request body is not valid JSON: {exc.detail}", "invalid_json")
     if isinstance(exc, drf.UnsupportedMediaType):
         return problem(415, "send the request body as application/json", "unsupported_media_type")

@@ -1,30 +1,32 @@
-"""JSON from outside, held to what every database here can store.
+"""JSON request bodies on the REST API: bounded before they are parsed, storable after.
 
-PostgreSQL's text and jsonb cannot hold U+0000; a NUL anywhere in a request (a
-string, a key) would fail deep in a write as a server error. It is refused at the
-door instead, on every surface, with that surface's own error.
+The checks are ``wire.bounded_json``'s, shared by every surface (the gateway, the node
+socket, the agent); a refusal here carries the status the problem shape answers with.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-NUL_MESSAGE = "the request holds a NUL character (U+0000), which cannot be stored"
+from wire.bounded_json import TOO_LARGE, UNSTORABLE, JsonRejected, loads_bounded
 
 
-def contains_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(item) for item in value)
-    return False
+class JsonBodyRefused(ParseError):
+    """A body the API will not parse or cannot store; ``status`` is what it answers."""
+
+    def __init__(self, rejected: JsonRejected) -> None:
+        super().__init__(str(rejected))
+        self.reason = rejected.code
+        self.status = {TOO_LARGE: 413, UNSTORABLE: 422}.get(rejected.code, 400)
 
 
 class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        data = super().parse(stream, media_type, parser_context)
-        if contains_nul(data):
-            raise ParseError(NUL_MESSAGE)
-        return data
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        # one byte past the limit is enough to know: a chunked body has no length to check first
+        raw = stream.read(limit + 1)
+        try:
+            return loads_bounded(raw, max_bytes=limit)
+        except JsonRejected as exc:
+            raise JsonBodyRefused(exc) from None

@@ -28,12 +28,10 @@ while the socket was down lands once.
 from __future__ import annotations
 
 import json
-import re
+
+from wire.bounded_json import JsonRejected, loads_bounded
 
 SOCKET_PATH = "/ws/nodes/"
-# the deepest JSON a frame may nest: jobs carry customers' inputs, which are bounded
-# by size on the way in, but depth is what overflows a parser's stack
-MAX_DEPTH = 64
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 NODE_TYPES = frozenset({"hello", "heartbeat", "accepted", "refused", "output", "progress", "result"})
@@ -44,37 +42,13 @@ class FrameError(ValueError):
     """A frame that is not one bounded JSON object with a known type."""
 
 
-# a JSON string (skipped whole by the regex engine) or one bracket
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-
-
-def nesting_depth_exceeds(text: str | bytes, limit: int = MAX_DEPTH) -> bool:
-    """True if brackets nest deeper than ``limit``: checked before parsing, since a deep enough
-    document overflows the C stack of the parser instead of raising. Strings are skipped by the
-    regex engine, so the Python loop sees brackets and strings only, never every character."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    depth = 0
-    for match in _TOKENS.finditer(text):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif token in "]}":
-            depth -= 1
-    return False
-
-
 def decode_frame(text: str | bytes, allowed: frozenset[str]) -> dict:
-    if len(text) > MAX_FRAME_BYTES:
-        raise FrameError(f"frame over {MAX_FRAME_BYTES} bytes")
-    if nesting_depth_exceeds(text):
-        raise FrameError(f"frame nests deeper than {MAX_DEPTH} levels")
+    """One frame, held to ``MAX_FRAME_BYTES`` and ``MAX_DEPTH`` before it is parsed, and to
+    what can be stored after (``wire.bounded_json``)."""
     try:
-        frame = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise FrameError(f"frame is not JSON: {exc}") from None
+        frame = loads_bounded(text, max_bytes=MAX_FRAME_BYTES)
+    except JsonRejected as exc:
+        raise FrameError(f"frame refused: {exc}") from None
     if not isinstance(frame, dict) or frame.get("type") not in allowed:
         raise FrameError("a frame is a JSON object with a known type")
     return frame

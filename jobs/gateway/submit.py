@@ -6,16 +6,16 @@ Infernet node reads our refusals unchanged; a refusal the marketplace adds
 """
 from __future__ import annotations
 
-import json
+from django.conf import settings
 
 from jobs.gateway.errors import InfernetError
 from jobs.services.submit import JobSpec, job_submit
 from marketplace.authentication import CustomerPrincipal
 from marketplace.errors import ApiError
-from marketplace.json_input import NUL_MESSAGE, contains_nul
 from nodes.agent.errors import AgentError
 from nodes.agent.guards import JobRequest, job_request_shape
 from nodes.selectors import containers_offered
+from wire.bounded_json import TOO_LARGE, UNSTORABLE, JsonRejected, loads_bounded
 
 
 def infernet_checked(function, *args):
@@ -27,13 +27,16 @@ def infernet_checked(function, *args):
 
 
 def parse_body(raw: bytes):
+    """The body, held to the size and depth limits before it is parsed (``wire.bounded_json``)."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads_bounded(raw or b"null", max_bytes=limit)
+    except JsonRejected as exc:
+        if exc.code == TOO_LARGE:
+            raise InfernetError("Request body too large", status=413, limit=limit) from None
+        if exc.code == UNSTORABLE:
+            raise InfernetError(str(exc)) from None
         raise InfernetError("Could not parse request body as JSON", detail=str(exc)) from None
-    if contains_nul(body):
-        raise InfernetError(NUL_MESSAGE)
-    return body
 
 
 def parse_job_request(body) -> JobRequest:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from functools import wraps
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -49,7 +51,12 @@ def gateway_view(*methods: str):
 
 
 def _body(request):
-    return parse_body(request.body)
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise InfernetError("Request body too large", status=413, limit=limit) from None
+    return parse_body(raw)
 
 
 def _flag(request, name: str) -> bool | None:

@@ -6,8 +6,17 @@ recovers the signer from (v, r, s) and checks it against the subscription's owne
 """
 from __future__ import annotations
 
-from eth_account import Account
-from eth_account.messages import encode_typed_data
+import sys
+
+# eth_account imports py_ecc, which raises the interpreter's recursion limit to 100,000 as it
+# loads. With that limit a deep enough structure (a hostile JSON body, say) overflows the C
+# stack and kills the process instead of raising RecursionError: the limit is put back.
+_limit = sys.getrecursionlimit()
+try:
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+finally:
+    sys.setrecursionlimit(_limit)
 
 DOMAIN_FIELDS = [
     {"name": "name", "type": "string"},

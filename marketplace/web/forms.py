@@ -1,13 +1,12 @@
 """The dashboards' forms: what a person types, checked before a service sees it."""
 from __future__ import annotations
 
-import json
-
 from django import forms
+from django.conf import settings
 
 from jobs.models import Priority
-from marketplace.json_input import NUL_MESSAGE, contains_nul
 from nodes.selectors import models_offered
+from wire.bounded_json import INVALID, NOT_FINITE, JsonRejected, loads_bounded
 
 
 class JobSubmitForm(forms.Form):
@@ -29,12 +28,11 @@ class JobSubmitForm(forms.Form):
     def clean_input(self):
         text = self.cleaned_data["input"]
         try:
-            value = json.loads(text)
-        except ValueError:
-            return text  # plain text is a fine input too
-        if contains_nul(value):
-            raise forms.ValidationError(NUL_MESSAGE)
-        return value
+            return loads_bounded(text, max_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        except JsonRejected as exc:
+            if exc.code in (INVALID, NOT_FINITE):
+                return text  # plain text ("NaN" too) is a fine input
+            raise forms.ValidationError(str(exc)) from None
 
 
 class ApiKeyCreateForm(forms.Form):

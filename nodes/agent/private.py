@@ -16,6 +16,7 @@ from typing import Any
 from nodes.agent.config import AgentConfig
 from nodes.agent.errors import AgentError, BadRequest
 from nodes.agent.transport_keys import TransportKeyring
+from wire.bounded_json import JsonRejected, loads_bounded
 from wire.encoding import sha256_hex
 from wire.envelope import Context, TransportError, b64u_decode, seal_response
 
@@ -81,9 +82,9 @@ def _container_for(config: AgentConfig, model_id: str) -> str:
 def _request_data(plaintext: bytes) -> tuple[Any, str]:
     """The container's input from the request plaintext ``{"input": ..., "params": {...}}``."""
     try:
-        request = json.loads(plaintext)
-    except (ValueError, UnicodeDecodeError):
-        return None, "the request plaintext is not UTF-8 JSON"
+        request = loads_bounded(plaintext, max_bytes=len(plaintext), storable=False)
+    except JsonRejected as exc:
+        return None, f"the request plaintext is not UTF-8 JSON within the limits: {exc}"
     if not isinstance(request, dict) or "input" not in request or set(request) - {"input", "params"}:
         return None, 'the request plaintext must be {"input": ..., "params": {...}}'
     params = request.get("params")

@@ -32,6 +32,7 @@ from nodes.agent.runtimes.docker import DockerRuntime
 from nodes.agent.runtimes.http import HttpServiceRuntime
 from nodes.agent.runtimes.process import ProcessRuntime
 from nodes.agent.transport_keys import TransportKeyring
+from wire.bounded_json import JsonRejected, loads_bounded
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ def _is_loopback(address: str) -> bool:
 async def _json_body(request: web.Request) -> Any:
     raw = await request.read()  # over client_max_size raises 413, rendered as JSON below
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads_bounded(raw, max_bytes=len(raw), storable=False)
+    except JsonRejected as exc:
         raise BadRequest("Could not parse request body as JSON", detail=str(exc)) from None
 
 

@@ -3,9 +3,8 @@ import json
 
 import pytest
 
-from wire.frames import (
-    MARKET_TYPES, MAX_DEPTH, NODE_TYPES, FrameError, attempt_key, decode_frame, nesting_depth_exceeds,
-)
+from wire.bounded_json import MAX_DEPTH, nesting_depth_exceeds
+from wire.frames import MARKET_TYPES, NODE_TYPES, FrameError, attempt_key, decode_frame
 
 
 def test_depth_is_measured_on_brackets_outside_strings_only():
@@ -21,8 +20,12 @@ def test_depth_is_measured_on_brackets_outside_strings_only():
 def test_a_deep_or_foreign_frame_is_refused_before_the_parser_sees_it():
     with pytest.raises(FrameError, match="deeper"):
         decode_frame("[" * 300_000 + "]" * 300_000, NODE_TYPES)
-    with pytest.raises(FrameError, match="not JSON"):
+    with pytest.raises(FrameError, match="not valid JSON"):
         decode_frame("{nope", NODE_TYPES)
+    for unstorable in ('{"type": "result", "result": NaN}', '{"type": "result", "result": 1e400}',
+                       '{"type": "result", "result": "\\ud800"}', '{"type": "result", "result": "\\u0000"}'):
+        with pytest.raises(FrameError):
+            decode_frame(unstorable, NODE_TYPES)
     with pytest.raises(FrameError, match="known type"):
         decode_frame(json.dumps({"type": "job"}), NODE_TYPES)  # a marketplace frame, sent by a node
     assert decode_frame(json.dumps({"type": "job", "job_id": "j"}), MARKET_TYPES)["job_id"] == "j"

@@ -12,6 +12,7 @@ import aiohttp
 
 from nodes.agent.errors import ContainerFailure
 from nodes.agent.runtimes.base import Chunk, ContainerCall, EventSink, Runtime
+from wire.bounded_json import loads_bounded
 
 # Infernet's JobLocation
 OFFCHAIN = 1
@@ -47,7 +48,7 @@ class HttpServiceRuntime(Runtime):
                 if not call.stream:
                     raw = await response.read()
                     try:
-                        return json.loads(raw)
+                        return loads_bounded(raw, max_bytes=len(raw), storable=False)
                     except ValueError:
                         preview = raw[:80].decode("utf-8", errors="replace")
                         raise ContainerFailure(f"container output is not valid JSON: {preview!r}") from None
@@ -61,6 +62,6 @@ class HttpServiceRuntime(Runtime):
             ) from None
         text = streamed.decode("utf-8", errors="replace")
         try:
-            return json.loads(text)
+            return loads_bounded(text, max_bytes=len(text), storable=False)
         except ValueError:
             return text

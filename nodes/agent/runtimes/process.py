@@ -23,6 +23,7 @@ from typing import Any
 
 from nodes.agent.errors import ContainerFailure
 from nodes.agent.runtimes.base import Chunk, ContainerCall, EventSink, Progress, Runtime
+from wire.bounded_json import loads_bounded
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class _Worker:
             line = await self.process.stdout.readline()
             if not line:
                 raise _WorkerDied(await self.exit_description())
-            message = json.loads(line)
+            message = loads_bounded(line, max_bytes=len(line), storable=False)
             if "output" in message:
                 return message["output"]
             if "error" in message:
@@ -208,7 +209,7 @@ class ProcessRuntime(Runtime):
             detail = " | ".join(tail)[-500:]
             raise ContainerFailure(f"container exited with code {code}" + (f": {detail}" if detail else ""))
         try:
-            return json.loads(output)
+            return loads_bounded(output, max_bytes=len(output), storable=False)
         except (ValueError, UnicodeDecodeError):
             preview = bytes(output[:80]).decode("utf-8", errors="replace")
             raise ContainerFailure(f"container output is not valid JSON: {preview!r}") from None
