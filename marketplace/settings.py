@@ -37,8 +37,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
-    "django_dramatiq",
+    # before django_dramatiq: its rundramatiq runs under marketplace's, which restarts it
     "marketplace",
+    "django_dramatiq",
     "jobs",
     "nodes",
     "billing",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from marketplace.processes import die_with_parent
 from wire.frames import MAX_FRAME_BYTES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -40,17 +40,6 @@ def asgi_routes() -> tuple[list[str], list[str]]:
     from jobs.routing import http_urlpatterns, websocket_urlpatterns
 
     return [route_path(p) for p in websocket_urlpatterns], [route_path(p) for p in http_urlpatterns]
-
-
-def _die_with_parent() -> None:
-    """In the gunicorn child, before exec: SIGTERM when runweb dies, even by SIGKILL (Linux)."""
-    try:
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # elsewhere: a supervisor that kills the process group does the same
 
 
 class Command(BaseCommand):
@@ -122,7 +111,7 @@ class Command(BaseCommand):
             # its runtime control socket has one default path per user: two web tiers would share it
             "--no-control-socket",
         ]
-        return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, preexec_fn=_die_with_parent)
+        return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, preexec_fn=die_with_parent)
 
     def _watch(self, process: subprocess.Popen, stopping: threading.Event, died: threading.Event) -> None:
         process.wait()
