@@ -1,9 +1,27 @@
-"""Staff console for accounts: rate limits and quotas per customer, API keys."""
+"""Staff console for accounts: rate limits and quotas per customer, API keys, sign-in locks."""
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.utils import timezone
 
 from marketplace.models import ApiKey, Customer, Miner
 from marketplace.services import api_key_create, api_key_revoke, api_keys_forget_cached
+from marketplace.web.login_throttle import login_locks_lift
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class PersonAdmin(UserAdmin):
+    actions = ["lift_sign_in_locks"]
+
+    @admin.action(description="Lift sign-in locks (failed attempts start again, from every address)")
+    def lift_sign_in_locks(self, request, queryset):
+        names = [user.get_username() for user in queryset]
+        for name in names:
+            login_locks_lift(name)
+        self.message_user(request, f"Sign-in locks lifted for {', '.join(names)}.", messages.SUCCESS)
 
 
 class ApiKeyInline(admin.TabularInline):

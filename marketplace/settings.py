@@ -135,10 +135,17 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/accounts/home/"  # sends each person to their own dashboard
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 AUTHENTICATION_BACKENDS = ["marketplace.web.login_throttle.ThrottledModelBackend"]
-# after this many failed sign-ins for one username, or from one address, within the
-# window, sign-in is refused (even with the right password) until the window passes
+# sign-in attempts allowed per window, counted before the password is checked; one over
+# a limit is refused (even with the right password) until the window ends
+# (marketplace.web.login_throttle): from one address on one account (the guesser's lock),
+# from one address on any, and on one account from any address (which locks the owner too)
 LOGIN_FAILURES_ALLOWED = env_int("LOGIN_FAILURES_ALLOWED", 5)
+LOGIN_ADDRESS_ATTEMPTS_ALLOWED = env_int("LOGIN_ADDRESS_ATTEMPTS_ALLOWED", 30)
+LOGIN_ACCOUNT_ATTEMPTS_ALLOWED = env_int("LOGIN_ACCOUNT_ATTEMPTS_ALLOWED", 100)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60)
+# proxies in front of the web tier that append to X-Forwarded-For (0: clients connect directly);
+# the client's address is then the one the outermost of them saw
+TRUSTED_PROXY_DEPTH = env_int("TRUSTED_PROXY_DEPTH", 0)
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"

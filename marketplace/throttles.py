@@ -57,6 +57,19 @@ def _count_anywhere(cache, keys: list[str], ttls: list[int]) -> list[int]:
     return counts
 
 
+def counters_increment(keys: list[str], ttls: list[int], *, unenforced: str) -> list[int] | None:
+    """Add one to each counter (each made with its ttl on its first count), atomically per
+    counter; their new values, or None with the cache unreachable (``unenforced`` says what
+    then goes unchecked, in the warning)."""
+    try:
+        cache = caches[DEFAULT_CACHE_ALIAS]
+        count = _count_on_redis if isinstance(cache, RedisCache) else _count_anywhere
+        return count(cache, keys, ttls)
+    except CACHE_ERRORS as exc:
+        cache_unavailable(exc, doing=f"{unenforced} until it is back")
+        return None
+
+
 def rate_limit_wait(api_key: ApiKey) -> float:
     """Count one request for ``api_key``; the seconds until it may call again (0: allowed now)."""
     limits = {"m": api_key.minute_limit, "h": api_key.hour_limit}
@@ -64,12 +77,8 @@ def rate_limit_wait(api_key: ApiKey) -> float:
     windows = [(name, length, int(now // length)) for name, length in WINDOWS]
     keys = [f"ratelimit:{api_key.pk}:{name}:{window}" for name, _, window in windows]
     ttls = [length + TTL_MARGIN_SECONDS for _, length, _ in windows]
-    try:
-        cache = caches[DEFAULT_CACHE_ALIAS]
-        count = _count_on_redis if isinstance(cache, RedisCache) else _count_anywhere
-        counts = count(cache, keys, ttls)
-    except CACHE_ERRORS as exc:
-        cache_unavailable(exc, doing="rate limits are not enforced until it is back")
+    counts = counters_increment(keys, ttls, unenforced="rate limits are not enforced")
+    if counts is None:
         return 0.0
     wait = 0.0
     for (name, length, window), used in zip(windows, counts):

@@ -14,6 +14,14 @@ from marketplace.web.login_throttle import login_locked_for
 class ThrottledAuthenticationForm(AuthenticationForm):
     def clean(self):
         username = self.data.get("username", "")
+        self._refuse_if_locked(username)
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            self._refuse_if_locked(username)  # this very attempt went over the limit: say so
+            raise
+
+    def _refuse_if_locked(self, username: str) -> None:
         wait = login_locked_for(username, self.request)
         if wait:
             minutes = max(1, round(wait / 60))
@@ -21,7 +29,6 @@ class ThrottledAuthenticationForm(AuthenticationForm):
                 f"Too many failed sign-ins. Try again in about {minutes} minute{'s' if minutes != 1 else ''}.",
                 code="locked",
             )
-        return super().clean()
 
 
 class SignInView(auth_views.LoginView):

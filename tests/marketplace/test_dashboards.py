@@ -160,22 +160,24 @@ def test_forms_refuse_a_post_without_the_csrf_token(two_customers):
     assert not ApiKey.objects.filter(customer=alice).exists()
 
 
-def test_repeated_failed_sign_ins_lock_the_account_even_for_the_admin_login(two_customers, settings):
+def test_failed_sign_ins_lock_out_the_guessers_address_not_the_owner_on_both_sign_in_pages(two_customers, settings):
     settings.LOGIN_FAILURES_ALLOWED = 3
-    client = Client()
+    guesser = Client(REMOTE_ADDR="10.0.0.9")
     for _ in range(3):
-        client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
-    locked = client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+        guesser.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    locked = guesser.post("/accounts/login/", {"username": "alice", "password": PASSWORD})
     assert locked.status_code == 200 and "Too many failed sign-ins" in locked.content.decode()
+    owner = Client(REMOTE_ADDR="10.0.0.10").post("/accounts/login/", {"username": "alice", "password": PASSWORD})
+    assert owner.status_code == 302, "the owner, elsewhere, signs in"
     admin_user = person("root", staff=True)
     admin_user.is_superuser = True
     admin_user.save()
     for _ in range(3):
-        Client(REMOTE_ADDR="10.0.0.9").post("/admin/login/", {"username": "root", "password": "wrong"})
-    again = Client(REMOTE_ADDR="10.0.0.10").post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD})
-    assert again.status_code == 200, "the right password is refused while the username is locked"
-    fresh = Client(REMOTE_ADDR="10.0.0.11").post("/accounts/login/", {"username": "bob", "password": PASSWORD})
-    assert fresh.status_code == 302, "other people are not locked out"
+        Client(REMOTE_ADDR="10.0.0.11").post("/admin/login/", {"username": "root", "password": "wrong"})
+    again = Client(REMOTE_ADDR="10.0.0.11").post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD})
+    assert again.status_code == 200, "the admin's sign-in refuses the guesser's address too, right password or not"
+    elsewhere = Client(REMOTE_ADDR="10.0.0.12").post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD})
+    assert elsewhere.status_code == 302
 
 
 def test_session_cookies_are_http_only_and_same_site(two_customers):
