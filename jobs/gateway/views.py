@@ -14,7 +14,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from jobs.gateway.access import gateway_principal
+from jobs.gateway.access import gateway_principal, rate_limited
 from jobs.gateway.errors import InfernetError
 from jobs.gateway.results import job_result
 from jobs.gateway.submit import infernet_checked, job_request_submit, parse_body, parse_job_request
@@ -141,7 +141,15 @@ def jobs_batch(request, principal: CustomerPrincipal):
     if not isinstance(body, list):
         raise InfernetError("Expected a list")
     answers = []
-    for item in body:
+    refused = None
+    for index, item in enumerate(body):
+        # each item is a request against the key's rate limit, counted before it is looked at
+        # (the request itself counted the first); once one is over, the rest are refused uncounted
+        if refused is None and index:
+            refused = rate_limited(principal.api_key)
+        if refused is not None:
+            answers.append(refused.as_body())
+            continue
         try:
             answers.append(job_request_submit(principal, item))
         except InfernetError as error:  # one bad item never fails the batch

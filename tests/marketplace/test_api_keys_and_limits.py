@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 
 from marketplace import shared_cache
 from marketplace.ids import secret_hash
+from marketplace.models import ApiKey
 from marketplace.selectors import api_key_cache_key
 from marketplace.services import api_key_create, api_key_revoke
 from marketplace.throttles import rate_limit_wait
@@ -184,3 +185,22 @@ def test_on_redis_every_cache_call_of_a_thread_shares_one_client(monkeypatch):
     assert [cache.get("k") for _ in range(3)] == [1, 1, 1] and cache.add("k", 2, 5) is False
     cache.delete_many(["k"])
     assert built == [], "a redis-py client was built per call"
+
+
+def test_a_gateway_batch_counts_each_item_against_the_keys_rate_limit(alice, echo_node):
+    from django.test import Client
+
+    from jobs.models import Job
+
+    issued = api_key_create(customer=alice)
+    ApiKey.objects.filter(pk=issued.api_key.pk).update(rate_limit_per_minute=5)
+    items = [{"containers": ["echo"], "data": {"i": i}} for i in range(300)]
+    response = Client().post(f"/infernet/{issued.secret}/api/jobs/batch", items, content_type="application/json")
+    assert response.status_code == 200
+    answers = response.json()
+    made = [a for a in answers if "id" in a]
+    assert len(made) == 5 and Job.objects.filter(customer=alice).count() == 5, "five requests a minute, not 300"
+    assert all(a == {"error": "Too many requests", "params": {"retry_after": a["params"]["retry_after"]}}
+               for a in answers[5:])
+    later = Client().get(f"/infernet/{issued.secret}/api/jobs")
+    assert later.status_code == 429, "the batch spent the key's minute"
