@@ -4,6 +4,10 @@ from django.contrib import admin, messages
 from nodes.models import EnrollmentToken, Node
 from nodes.services import enrollment_token_create, enrollment_token_revoke, node_set_approval, runnode_command
 
+# never shown: what the node authenticates with, and the socket's internal address (a field
+# named in readonly_fields is shown even when excluded, so they are left out of both)
+NEVER_SHOWN = ("token_hash", "channel_name")
+
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
@@ -11,8 +15,8 @@ class NodeAdmin(admin.ModelAdmin):
                     "last_heartbeat_at")
     list_filter = ("approval", "gpu_type")
     search_fields = ("public_id", "name", "miner__name")
-    readonly_fields = [f.name for f in Node._meta.fields if f.name not in ("approval", "name")]
-    exclude = ("token_hash", "channel_name")
+    exclude = NEVER_SHOWN
+    readonly_fields = [f.name for f in Node._meta.fields if f.name not in ("approval", "name", *NEVER_SHOWN)]
     actions = ["approve", "suspend"]
 
     @admin.display(boolean=True)
