@@ -1,12 +1,13 @@
 """Money in the staff console: pricing versions, accounts, deposits and refunds (with their reason),
 and the treasury report."""
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from billing.ledger import conservation_holds, ledger_totals
 from billing.models import Account, LedgerAdjustment, LedgerTransaction, PricingPolicy
-from billing.services import funds_deposit, funds_refund, pricing_policy_publish
+from billing.services import adjustment_check, funds_deposit, funds_refund, pricing_policy_publish
 
 
 @admin.register(PricingPolicy)
@@ -69,10 +70,30 @@ class AccountAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/billing/treasury.html", context)
 
 
+class LedgerAdjustmentForm(forms.ModelForm):
+    """A deposit or refund checked before it is saved: an amount out of bounds is a form error,
+    never an error beside "added successfully"."""
+
+    class Meta:
+        model = LedgerAdjustment
+        fields = ("customer", "kind", "amount_wei", "reason", "job")
+
+    def clean(self):
+        data = super().clean()
+        amount = data.get("amount_wei")
+        if amount is not None:
+            try:
+                adjustment_check(amount=int(amount), reason=data.get("reason") or "")
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return data
+
+
 @admin.register(LedgerAdjustment)
 class LedgerAdjustmentAdmin(admin.ModelAdmin):
     """Deposits and refunds: staff add one with a reason; it posts to the ledger and stays as the record."""
 
+    form = LedgerAdjustmentForm
     list_display = ("created_at", "kind", "customer", "amount_wei", "reason", "created_by")
     list_filter = ("kind",)
     fields = ("customer", "kind", "amount_wei", "reason", "job")

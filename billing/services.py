@@ -238,13 +238,25 @@ def funds_refund(*, customer, amount: int, reason: str, job=None, created_by=Non
                    created_by=created_by, job=job)
 
 
+# the most one deposit or refund moves (10^18 ETH): far beyond any real one, and far enough
+# below the 78 digits a wei column holds that no sum of them can overflow a balance
+MAX_ADJUSTMENT_WEI = 10**36
+
+
+def adjustment_check(*, amount: int, reason: str) -> None:
+    """What a deposit or refund must be; ValueError, in words staff can act on, if it is not."""
+    if amount <= 0:
+        raise ValueError("an amount must be a positive number of wei")
+    if amount > MAX_ADJUSTMENT_WEI:
+        raise ValueError(f"an amount may be at most {MAX_ADJUSTMENT_WEI} wei (10^18 ETH) at a time")
+    if not reason.strip():
+        raise ValueError("say why: staff money movements keep their reason")
+
+
 @transaction.atomic
 def _adjust(*, customer, kind: str, amount: int, reason: str, created_by=None, job=None,
             key: str | None = None) -> LedgerAdjustment:
-    if amount <= 0:
-        raise ValueError("an amount must be a positive number of wei")
-    if not reason.strip():
-        raise ValueError("say why: staff money movements keep their reason")
+    adjustment_check(amount=amount, reason=reason)
     adjustment = LedgerAdjustment.objects.create(
         customer=customer, kind=kind, amount_wei=amount, reason=reason, job=job, created_by=created_by
     )

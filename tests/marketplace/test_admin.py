@@ -103,6 +103,23 @@ def test_staff_deposit_and_refund_with_a_reason_and_the_treasury_reconciles(staf
     assert "<strong>balances</strong>" in page and str(before + 123456789012345678901234) in page
 
 
+@pytest.mark.parametrize("amount, said", [
+    ("0", "positive"), ("-5", "positive"), ("9" * 78, "at most"), (str(10**36 + 1), "at most"),
+])
+def test_a_deposit_out_of_bounds_is_a_form_error_and_moves_nothing(staff, alice, amount, said):
+    from billing.ledger import account_for_customer, conservation_holds
+    from billing.models import LedgerAdjustment
+
+    before = int(account_for_customer(alice).available_wei)
+    response = staff.post("/admin/billing/ledgeradjustment/add/", {
+        "customer": alice.pk, "kind": "deposit", "amount_wei": amount, "reason": "typo",
+    }, follow=True)
+    page = response.content.decode()
+    assert response.status_code == 200 and said in page and "successfully" not in page
+    assert not LedgerAdjustment.objects.filter(reason="typo").exists()
+    assert int(account_for_customer(alice).available_wei) == before and conservation_holds()
+
+
 def test_staff_set_a_keys_own_limits(staff, alice):
     issued = factories.api_client(alice).api_key
     response = staff.post(f"/admin/marketplace/apikey/{issued.api_key.pk}/change/", {
