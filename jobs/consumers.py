@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -20,7 +21,7 @@ from jobs.live import customer_topic, job_row_event, job_topic
 from jobs.models import TERMINAL, Job
 from jobs.selectors import job_status_for_customer
 from jobs.services.lifecycle import job_status_event
-from marketplace import live_bus
+from marketplace import key_streams, live_bus
 from marketplace.authentication import authenticate_headers, session_principal
 from marketplace.consumers import DirectDispatch
 
@@ -52,21 +53,30 @@ def _session_customer(scope, headers: _Headers):
     return session_principal(scope.get("user"))
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """The job as the caller of a scope sees it, or why not; and the API key they came with."""
+
+    event: dict | None
+    error: tuple[int, str, str] | None = None
+    api_key_pk: int | None = None  # None: signed in with a session
+
+
 @database_sync_to_async
-def _job_snapshot(scope, job_id: str):
-    """(snapshot event, error) for the caller of ``scope``; exactly one of them is None."""
+def _job_snapshot(scope, job_id: str) -> _Snapshot:
     headers = _scope_headers(scope)
     try:
         principal = authenticate_headers(headers) or _session_customer(scope, headers)
     except AuthenticationFailed as exc:
-        return None, (401, "unauthorized", str(exc.detail))
+        return _Snapshot(None, (401, "unauthorized", str(exc.detail)))
     if principal is None:
-        return None, (401, "unauthorized", "send an API key: Authorization: Bearer <key>")
+        return _Snapshot(None, (401, "unauthorized", "send an API key: Authorization: Bearer <key>"))
     try:
         job = job_status_for_customer(customer=principal.customer, job_id=job_id)
     except JobNotFound as exc:
-        return None, (404, exc.code, exc.detail)
-    return job_status_event(job), None
+        return _Snapshot(None, (404, exc.code, exc.detail))
+    api_key = getattr(principal, "api_key", None)
+    return _Snapshot(job_status_event(job), api_key_pk=api_key.pk if api_key is not None else None)
 
 
 def _is_final(event: dict) -> bool:
@@ -111,23 +121,51 @@ class _LiveConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
 
 
 class JobWebSocketConsumer(_LiveConsumer):
+    key_stream = None  # (api key pk, the future done when that key is revoked)
+
     async def connect(self):
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        try:
+            await key_streams.listening()  # before the key is checked: a revocation meanwhile counts
+        except live_bus.LiveBusUnavailable:
+            await self.close(code=1013)
+            return
         if not await self._subscribe(job_topic(self.job_id), self._send_snapshot):
             return
-        snapshot, error = await _job_snapshot(self.scope, self.job_id)
-        if error:
+        snapshot = await _job_snapshot(self.scope, self.job_id)
+        if snapshot.error:
             await self.subscription.close()
-            await self.close(code=4000 + error[0])
+            await self.close(code=4000 + snapshot.error[0])
             return
+        if snapshot.api_key_pk is not None:
+            try:
+                ended = key_streams.stream_open(snapshot.api_key_pk)
+            except key_streams.TooManyStreams:
+                await self.subscription.close()
+                await self.close(code=4429)
+                return
+            self.key_stream = (snapshot.api_key_pk, ended)
+            ended.add_done_callback(self._key_revoked)
         await self.accept()
-        await self.send_json(snapshot)
+        await self.send_json(snapshot.event)
         await self._relay()
 
+    def _key_revoked(self, ended: asyncio.Future) -> None:
+        if not ended.cancelled():
+            asyncio.get_running_loop().create_task(self.close(code=4401))
+
     async def _send_snapshot(self) -> None:
-        snapshot, error = await _job_snapshot(self.scope, self.job_id)
-        if snapshot is not None:
-            await self.send_json(snapshot)
+        snapshot = await _job_snapshot(self.scope, self.job_id)
+        if snapshot.event is not None:
+            await self.send_json(snapshot.event)
+        elif snapshot.error and snapshot.error[0] == 401:
+            await self.close(code=4401)
+
+    async def disconnect(self, code):
+        if self.key_stream is not None:
+            key_streams.stream_close(*self.key_stream)
+            self.key_stream = None
+        await super().disconnect(code)
 
 
 @database_sync_to_async
@@ -176,9 +214,9 @@ def _sse(event: dict) -> bytes:
 async def job_event_stream(scope, receive, send):
     """Server-sent events for one job, as a plain ASGI app.
 
-    It listens to the job's topic and to the client at once, so a client that
-    goes away ends the stream at once; the stream also ends after the job's
-    final status.
+    It listens to the job's topic, to the client and to its key's revocation at once: a
+    client that goes away ends the stream at once, and so does revoking the key; the
+    stream also ends after the job's final status.
     """
     job_id = scope["url_route"]["kwargs"]["job_id"]
     if scope["method"] != "GET":
@@ -186,46 +224,69 @@ async def job_event_stream(scope, receive, send):
         return
     # subscribe first, then read the snapshot: nothing between the two is lost
     try:
+        await key_streams.listening()
         subscription = await live_bus.subscribe(job_topic(job_id))
     except live_bus.LiveBusUnavailable:
         await _problem(send, 503, "live_events_unavailable", "live events are unavailable; poll GET /v1/jobs/{id}")
         return
+    key_stream = None
     try:
-        snapshot, error = await _job_snapshot(scope, job_id)
-        if error:
-            await _problem(send, *error)
+        snapshot = await _job_snapshot(scope, job_id)
+        if snapshot.error:
+            await _problem(send, *snapshot.error)
             return
+        if snapshot.api_key_pk is not None:
+            try:
+                key_stream = (snapshot.api_key_pk, key_streams.stream_open(snapshot.api_key_pk))
+            except key_streams.TooManyStreams as exc:
+                await _problem(send, 429, "too_many_streams", str(exc))
+                return
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": _sse(snapshot), "more_body": not _is_final(snapshot)})
-        if _is_final(snapshot):
+        await send({"type": "http.response.body", "body": _sse(snapshot.event), "more_body": not _is_final(snapshot.event)})
+        if _is_final(snapshot.event):
             return
-        client_gone = asyncio.create_task(wait_for_disconnect(receive))
-        try:
-            while True:
-                next_message = asyncio.create_task(subscription.get())
-                done, _ = await asyncio.wait({next_message, client_gone}, timeout=KEEPALIVE_SECONDS,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if client_gone in done:
-                    next_message.cancel()
-                    return
-                if not done:
-                    next_message.cancel()
-                    await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
-                    continue
-                event = next_message.result()
-                if event.get("type") == live_bus.RESYNC["type"]:
-                    event, error = await _job_snapshot(scope, job_id)
-                    if error:
-                        return
-                final = _is_final(event)
-                await send({"type": "http.response.body", "body": _sse(event), "more_body": not final})
-                if final:
-                    return
-        finally:
-            client_gone.cancel()
+        await _relay_events(scope, job_id, receive, send, subscription, key_stream[1] if key_stream else None)
     finally:
+        if key_stream is not None:
+            key_streams.stream_close(*key_stream)
         await subscription.close()
+
+
+async def _relay_events(scope, job_id: str, receive, send, subscription, revoked: asyncio.Future | None) -> None:
+    """The job's events until its final one, the client's going, or its key's revocation."""
+    client_gone = asyncio.create_task(wait_for_disconnect(receive))
+    stops = {client_gone, *([revoked] if revoked is not None else [])}
+    try:
+        while True:
+            next_message = asyncio.create_task(subscription.get())
+            done, _ = await asyncio.wait({next_message, *stops}, timeout=KEEPALIVE_SECONDS,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if client_gone in done:
+                next_message.cancel()
+                return
+            if revoked is not None and revoked in done:
+                next_message.cancel()
+                await send({"type": "http.response.body", "more_body": False, "body": _sse(
+                    {"type": "error", "code": "api_key_revoked", "detail": "the API key was revoked"})})
+                return
+            if not done:
+                next_message.cancel()
+                await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                continue
+            event = next_message.result()
+            if event.get("type") == live_bus.RESYNC["type"]:
+                snapshot = await _job_snapshot(scope, job_id)
+                if snapshot.error:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    return
+                event = snapshot.event
+            final = _is_final(event)
+            await send({"type": "http.response.body", "body": _sse(event), "more_body": not final})
+            if final:
+                return
+    finally:
+        client_gone.cancel()
 
 
 async def wait_for_disconnect(receive) -> None:

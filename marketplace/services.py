@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketplace.ids import new_secret, secret_hash
+from marketplace.key_streams import key_revoked_publish
 from marketplace.models import ApiKey, Customer, Miner
 from marketplace.selectors import api_key_cache_key
 from marketplace.shared_cache import cache_delete_many
@@ -53,8 +54,11 @@ def api_keys_forget_cached(*, api_keys) -> None:
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
+    """The key stops working at once: its cached lookups go, and its open live streams end."""
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     api_keys_forget_cached(api_keys=[api_key])
+    pk = api_key.pk
+    transaction.on_commit(lambda: key_revoked_publish(pk))
 
 
 # when this process last wrote last_used_at, per key (by hash: ids can be reused in tests).

@@ -213,6 +213,8 @@ else:
 LIVE_BUS_PREFIX = env_str("CACHE_KEY_PREFIX", "marketplace")
 # how long an API key lookup is cached (0: not at all); revoking a key drops it at once
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 30)
+# live streams (SSE and WebSocket) one API key may hold open on one web process (429 past it)
+MAX_STREAMS_PER_KEY = env_int("MAX_STREAMS_PER_KEY", 200)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["marketplace.authentication.ApiKeyAuthentication"],
