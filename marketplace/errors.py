@@ -10,6 +10,7 @@ import logging
 from http import HTTPStatus
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -17,6 +18,10 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from marketplace.json_input import JsonBodyRefused
 
 log = logging.getLogger(__name__)
+
+# what a request meets when PostgreSQL is down or unreachable (the pool's wait included):
+# a 503 the client may retry, never a 500 or a hang
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
 
 API_PREFIXES = ("/v1/", "/v1")
 
@@ -148,5 +153,9 @@ class ApiErrorMiddleware:
             return None
         if isinstance(exception, Http404):
             return problem(404, "not found", "not_found")
+        if isinstance(exception, DATABASE_UNAVAILABLE):
+            log.error("the database is unavailable on %s %s: %s", request.method, request.path, exception)
+            return problem(503, "the database is unavailable; try again shortly", "database_unavailable",
+                           headers={"Retry-After": "5"})
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "the server failed to handle this request; it has been logged", "server_error")

@@ -88,8 +88,12 @@ if _database_url:
             # room for every thread of the process that may hold one at once (a worker's 8 threads,
             # the web tier's request and frame threads); each holds it for one short transaction
             "max_size": env_int("DATABASE_POOL_MAX", 20),
-            "timeout": 30,
+            # how long a request waits for a connection: with PostgreSQL down it answers 503
+            # after this, never hangs (marketplace.errors.DATABASE_UNAVAILABLE)
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 10),
         }
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5))
     if DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # parameters travel beside the statement instead of quoted into it, and a statement a
         # connection has run this many times is prepared (parsed and planned once): the job

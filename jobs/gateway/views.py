@@ -20,6 +20,7 @@ from jobs.gateway.results import job_result
 from jobs.gateway.submit import infernet_checked, job_request_submit, parse_body, parse_job_request
 from jobs.models import ACTIVE, Job
 from marketplace.authentication import CustomerPrincipal
+from marketplace.errors import DATABASE_UNAVAILABLE
 from nodes.agent import AGENT_VERSION
 from nodes.agent.guards import flag_value
 from nodes.selectors import containers_offered
@@ -41,6 +42,9 @@ def gateway_view(*methods: str):
                 return view(request, principal, *args, **kwargs)
             except InfernetError as error:
                 return error.response()
+            except DATABASE_UNAVAILABLE:
+                log.error("the database is unavailable on %s %s", request.method, request.path)
+                return InfernetError("Service unavailable", status=503).response()
             except Exception:  # Infernet's clients read JSON before the status: never an HTML page
                 log.exception("unhandled error on %s %s", request.method, request.path)
                 return InfernetError("Internal server error", status=500).response()
