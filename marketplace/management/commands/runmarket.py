@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from marketplace.management.demo import demo_ensure
+from marketplace.processes import Supervised
 from nodes.agent.marketplace_link import ENROLLMENT_FILE
 from wire.frames import MAX_FRAME_BYTES
 
@@ -89,11 +90,7 @@ class Command(BaseCommand):
             self._serve(options["host"], options["port"])
         finally:
             if agent is not None:
-                agent.terminate()
-                try:
-                    agent.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    agent.kill()
+                agent.stop()
             if worker is not None:
                 worker.stop(timeout=5000)
 
@@ -106,20 +103,25 @@ class Command(BaseCommand):
         worker.start()
         return worker
 
-    def _start_agent(self, base_url: str, port: int) -> subprocess.Popen:
-        from nodes.services import enrollment_token_create
-        from marketplace.services import miner_get_or_create
-
+    def _start_agent(self, base_url: str, port: int) -> Supervised:
+        """The local node agent, started again if it dies, and gone when this process goes."""
         state_dir = settings.NODE_AGENT_STATE_DIR
-        command = [
-            sys.executable, "manage.py", "runnode", "--port", str(port), "--state-dir", str(state_dir),
-            "--marketplace", base_url, "--name", "demo-node",
-        ]
-        enrolled = (state_dir / ENROLLMENT_FILE).exists() and base_url in (state_dir / ENROLLMENT_FILE).read_text()
-        if not enrolled:
-            token = enrollment_token_create(miner=miner_get_or_create(name="demo-miner"))
-            command += ["--enroll-token", token.secret]
-        return subprocess.Popen(command, cwd=PROJECT_ROOT)
+
+        def command() -> list[str]:
+            from marketplace.services import miner_get_or_create
+            from nodes.services import enrollment_token_create
+
+            line = [
+                sys.executable, "manage.py", "runnode", "--port", str(port), "--state-dir", str(state_dir),
+                "--marketplace", base_url, "--name", "demo-node",
+            ]
+            enrolled = (state_dir / ENROLLMENT_FILE).exists() and base_url in (state_dir / ENROLLMENT_FILE).read_text()
+            if not enrolled:
+                token = enrollment_token_create(miner=miner_get_or_create(name="demo-miner"))
+                line += ["--enroll-token", token.secret]
+            return line
+
+        return Supervised("the local node agent", command, log=self.stderr.write, cwd=PROJECT_ROOT)
 
     def _announce(self, base_url: str, credentials: dict, agent, in_process_worker: bool) -> None:
         from nodes.selectors import nodes_online
@@ -165,7 +167,8 @@ class Command(BaseCommand):
 
         Server(
             application=application,
-            endpoints=build_endpoint_description_strings(host=host, port=port),
+            # Daphne's default backlog of 50 resets connections in a burst of stream opens
+            endpoints=[f"{e}:backlog=2048" for e in build_endpoint_description_strings(host=host, port=port)],
             verbosity=0,
             # a node's result comes up its socket as one frame: Daphne's 1 MiB default would cut
             # off every job with a larger output (and the node would offer it again forever)
