@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 from rest_framework.exceptions import AuthenticationFailed
 
 from jobs.exceptions import JobNotFound
@@ -42,9 +43,18 @@ def _scope_headers(scope) -> _Headers:
 
 
 def _same_origin(scope, headers: _Headers) -> bool:
-    """A browser's WebSocket carries the session cookie from any page: only our own pages may use it."""
+    """A browser's WebSocket carries the session cookie from any page: only our own pages may
+    use it. Scheme and host both: a plain-HTTP page on our host name is not our HTTPS site. The
+    scheme is the connection's, or behind trusted proxies the one they forward."""
     origin, host = headers.get("origin"), headers.get("host")
-    return bool(origin and host) and origin.split("://", 1)[-1] == host
+    if not origin or not host:
+        return False
+    secure = scope.get("scheme") in ("wss", "https")
+    forwarded = headers.get("x-forwarded-proto").split(",")[0].strip().lower()
+    if settings.TRUSTED_PROXY_DEPTH and forwarded in ("http", "https"):
+        secure = forwarded == "https"
+    ours = f"{'https' if secure else 'http'}://{host}".lower()
+    return origin.lower() == ours or origin in settings.CSRF_TRUSTED_ORIGINS
 
 
 def _session_customer(scope, headers: _Headers):

@@ -58,7 +58,8 @@ def test_the_jobs_table_socket_sends_only_the_customers_own_jobs(signed_in_alice
 def test_a_session_socket_from_another_site_is_refused(signed_in_alice):
     alice, _, session = signed_in_alice
     job = Job.objects.create(customer=alice, model="echo", input="x")
-    for origin in ("http://evil.example", None):
+    # another site, none, or our host name under the other scheme (a plain-HTTP page is not ours)
+    for origin in ("http://evil.example", None, "https://testserver", "ftp://testserver"):
         connected, code, _ = asyncio.run(_rows("/ws/dashboard/jobs/", session, origin))
         assert not connected and code == 4401
         connected, code, _ = asyncio.run(_rows(f"/ws/jobs/{job.public_id}/", session, origin))
