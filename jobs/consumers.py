@@ -162,7 +162,8 @@ class JobWebSocketConsumer(_LiveConsumer):
 
     def _key_revoked(self, ended: asyncio.Future) -> None:
         if not ended.cancelled():
-            asyncio.get_running_loop().create_task(self.close(code=4401))
+            # held, so the task is not collected before it runs
+            self.closing = asyncio.get_running_loop().create_task(self.close(code=4401))
 
     async def _send_snapshot(self) -> None:
         snapshot = await _job_snapshot(self.scope, self.job_id)

@@ -1,7 +1,10 @@
-"""Child processes that go when their parent goes."""
+"""Child processes that go when their parent goes, and that are started again when they die."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import threading
+import time
 
 
 def die_with_parent() -> None:
@@ -26,8 +29,6 @@ class Supervised:
     STEADY_SECONDS = 60.0
 
     def __init__(self, name: str, command, log, **popen) -> None:
-        import threading
-
         self.name, self._command, self._log, self._popen = name, command, log, popen
         self._stopping = threading.Event()
         self.restarts = 0
@@ -36,16 +37,12 @@ class Supervised:
         self._watcher.start()
 
     def _start(self):
-        import subprocess
-
         return subprocess.Popen(self._command(), preexec_fn=die_with_parent, **self._popen)
 
     def poll(self):
         return self.process.poll()
 
     def _watch(self) -> None:
-        import time
-
         delay = self.FIRST_DELAY_SECONDS
         while not self._stopping.is_set():
             started = time.monotonic()
@@ -61,8 +58,6 @@ class Supervised:
             self.restarts += 1
 
     def stop(self, timeout: float = 10) -> None:
-        import subprocess
-
         self._stopping.set()
         if self.process.poll() is None:
             self.process.terminate()
