@@ -14,6 +14,8 @@ class EnrolledSerializer(serializers.Serializer):
 SIGNED_REQUEST = [
     OpenApiParameter("X-Node-Timestamp", str, OpenApiParameter.HEADER, required=True,
                      description="Unix seconds"),
+    OpenApiParameter("X-Node-Nonce", str, OpenApiParameter.HEADER, required=True,
+                     description="16 to 64 hex digits, new for each request: a request seen twice is refused"),
     OpenApiParameter("X-Node-Signature", str, OpenApiParameter.HEADER, required=True,
-                     description="Ed25519 over timestamp, method, path and the body's SHA-256, base64url"),
+                     description="Ed25519 over timestamp, nonce, method, path and the body's SHA-256, base64url"),
 ]

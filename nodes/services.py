@@ -1,6 +1,8 @@
 """Writes on nodes: enrolment tokens, enrolment, heartbeats, approval."""
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -11,6 +13,7 @@ from django.utils import timezone
 
 from marketplace.ids import new_secret, secret_hash
 from marketplace.models import Miner
+from marketplace.shared_cache import cache_add
 from nodes.exceptions import EnrollmentRefused, NodeAuthenticationFailed, NodeRequestInvalid
 from nodes.gpus import gpu_type_normalize
 from nodes.models import EnrollmentToken, Node
@@ -19,6 +22,7 @@ from wire.keys import transport_key_check
 from wire.signing import request_signing_message, verify_signature
 
 SIGNATURE_MAX_AGE_SECONDS = 120
+NONCE = re.compile(r"[0-9a-f]{16,64}")
 # the most jobs a node may say it runs at once; what it really serves is learned (strikes)
 MAX_CAPACITY = 10_000
 
@@ -53,13 +57,23 @@ def enrollment_token_revoke(*, token: EnrollmentToken) -> None:
 def signature_check(*, public_key: str, headers, method: str, path: str, body: bytes) -> None:
     """The node signed this very request, recently, with its identity key."""
     timestamp = headers.get("X-Node-Timestamp", "")
+    nonce = headers.get("X-Node-Nonce", "")
     signature = headers.get("X-Node-Signature", "")
     if not timestamp.isdigit() or not signature:
-        raise NodeAuthenticationFailed("sign the request: X-Node-Timestamp and X-Node-Signature")
+        raise NodeAuthenticationFailed("sign the request: X-Node-Timestamp, X-Node-Nonce and X-Node-Signature")
+    if not NONCE.fullmatch(nonce):
+        raise NodeAuthenticationFailed("X-Node-Nonce must be 16 to 64 hex digits, new for each request "
+                                       "(an agent older than this marketplace does not send one: update it)")
     if abs(time.time() - int(timestamp)) > SIGNATURE_MAX_AGE_SECONDS:
         raise NodeAuthenticationFailed("the request signature is too old (check the node's clock)")
-    if not verify_signature(public_key, signature, request_signing_message(timestamp, method, path, body)):
+    message = request_signing_message(timestamp, method, path, body, nonce=nonce)
+    if not verify_signature(public_key, signature, message):
         raise NodeAuthenticationFailed("the request signature does not verify with the node's identity key")
+    # remembered for as long as its timestamp is accepted: the same signed request twice is a
+    # replay (with the cache down this check is skipped, and the timestamp's window still holds)
+    seen = "node-nonce:" + hashlib.sha256(f"{public_key}:{nonce}".encode()).hexdigest()[:40]
+    if not cache_add(seen, 1, timeout=2 * SIGNATURE_MAX_AGE_SECONDS + 5):
+        raise NodeAuthenticationFailed("this signed request was used before (a replay): sign each request anew")
 
 
 def _hardware_summary(hardware: list) -> dict:

@@ -28,9 +28,10 @@ RECEIPT_FIELDS = (
 )
 
 
-def request_signing_message(timestamp: str, method: str, path: str, body: bytes) -> bytes:
-    """What a node signs for each request it makes to the marketplace (enrol, the socket's upgrade)."""
-    return f"{timestamp}\n{method.upper()}\n{path}\n{hashlib.sha256(body).hexdigest()}".encode()
+def request_signing_message(timestamp: str, method: str, path: str, body: bytes, *, nonce: str) -> bytes:
+    """What a node signs for each request it makes to the marketplace (enrol, the socket's upgrade).
+    The nonce, new for every request, lets the marketplace refuse the same signed request twice."""
+    return f"{timestamp}\n{nonce}\n{method.upper()}\n{path}\n{hashlib.sha256(body).hexdigest()}".encode()
 
 
 def verify_signature(public_key_b64u: str, signature_b64u: str, message: bytes) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import stat
 import time
 from pathlib import Path
@@ -40,9 +41,9 @@ class Identity:
 
     def sign_request(self, method: str, path: str, body: bytes) -> dict[str, str]:
         """Headers that prove a request to the marketplace comes from this node, now."""
-        timestamp = str(int(time.time()))
-        signature = self.sign(request_signing_message(timestamp, method, path, body))
-        return {"X-Node-Timestamp": timestamp, "X-Node-Signature": b64u(signature)}
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
+        signature = self.sign(request_signing_message(timestamp, method, path, body, nonce=nonce))
+        return {"X-Node-Timestamp": timestamp, "X-Node-Nonce": nonce, "X-Node-Signature": b64u(signature)}
 
     def sign_receipt(self, fields: dict[str, str]) -> SignedReceipt:
         return receipt_sign(fields, sign=self.sign, signer=self.public_key_b64u)

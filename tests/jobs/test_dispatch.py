@@ -3,6 +3,7 @@
 The broker is the edge here: a ``dispatch_job`` message runs a scheduler pass at
 once, and the watchdog sweeps in the background, as a worker would (``dispatcher``).
 """
+import json
 import os
 import signal
 import time
@@ -236,7 +237,8 @@ def _socket_headers(peer, problem: str) -> dict:
     elif problem == "stale":
         stamp = str(int(time.time()) - 3600)
         headers["X-Node-Timestamp"] = stamp
-        headers["X-Node-Signature"] = b64u(peer.identity.sign(request_signing_message(stamp, "GET", SOCKET_PATH, b"")))
+        headers["X-Node-Signature"] = b64u(peer.identity.sign(
+            request_signing_message(stamp, "GET", SOCKET_PATH, b"", nonce=headers["X-Node-Nonce"])))
     elif problem == "another_key":
         headers.update(Identity(Ed25519PrivateKey.generate()).sign_request("GET", SOCKET_PATH, b""))
     elif problem == "another_node":
@@ -254,6 +256,20 @@ def test_a_socket_without_the_right_token_or_signature_is_refused(fake_node, pro
     with pytest.raises(InvalidStatus):
         connect(peer.url, additional_headers=_socket_headers(peer, problem), open_timeout=10)
     assert Node.objects.get(pk=peer.node.pk).channel_name == ""
+
+
+def test_a_signed_upgrade_sent_again_is_refused_as_a_replay(fake_node):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    peer = fake_node()
+    headers = peer.headers()
+    first = connect(peer.url, additional_headers=headers, open_timeout=10)
+    assert json.loads(first.recv(timeout=10))["type"] == "welcome"
+    first.close()
+    with pytest.raises(InvalidStatus):  # the very same signed request, well inside its 120 s
+        connect(peer.url, additional_headers=headers, open_timeout=10)
+    peer.connect()  # signed anew: fine
 
 
 def test_heartbeats_on_the_socket_keep_the_node_online_and_report_its_capacity(fake_node):

@@ -36,7 +36,8 @@ def signed_post(client, identity, path, body, token=None, age=0, identity_for_si
         from wire.encoding import b64u
         from wire.signing import request_signing_message
 
-        headers["X-Node-Signature"] = b64u(signer.sign(request_signing_message(headers["X-Node-Timestamp"], "POST", path, raw)))
+        headers["X-Node-Signature"] = b64u(signer.sign(request_signing_message(
+            headers["X-Node-Timestamp"], "POST", path, raw, nonce=headers["X-Node-Nonce"])))
     extra = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
     if token:
         extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"

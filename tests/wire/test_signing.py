@@ -35,12 +35,16 @@ def test_a_receipt_is_over_exactly_its_string_fields(identity):
         assert not verify_receipt(broken, identity.public_key_b64u)
 
 
-def test_a_signed_request_names_its_time_method_path_and_body(identity):
+def test_a_signed_request_names_its_time_nonce_method_path_and_body(identity):
     headers = identity.sign_request("post", "/v1/nodes/enroll", b"{}")
-    message = request_signing_message(headers["X-Node-Timestamp"], "POST", "/v1/nodes/enroll", b"{}")
+    stamp, nonce = headers["X-Node-Timestamp"], headers["X-Node-Nonce"]
+    message = request_signing_message(stamp, "POST", "/v1/nodes/enroll", b"{}", nonce=nonce)
     assert verify_signature(identity.public_key_b64u, headers["X-Node-Signature"], message)
-    other = request_signing_message(headers["X-Node-Timestamp"], "POST", "/v1/nodes/enroll", b"{ }")
+    other = request_signing_message(stamp, "POST", "/v1/nodes/enroll", b"{ }", nonce=nonce)
     assert not verify_signature(identity.public_key_b64u, headers["X-Node-Signature"], other)
+    another_nonce = request_signing_message(stamp, "POST", "/v1/nodes/enroll", b"{}", nonce="0" * 32)
+    assert not verify_signature(identity.public_key_b64u, headers["X-Node-Signature"], another_nonce)
+    assert identity.sign_request("post", "/v1/nodes/enroll", b"{}")["X-Node-Nonce"] != nonce
     assert not verify_signature("not a key", headers["X-Node-Signature"], message)
 
 
