@@ -2,8 +2,9 @@
 
 A node dials the marketplace and keeps one WebSocket open (``/ws/nodes/``). It
 authenticates the upgrade itself: its node token as a bearer, its node id, and
-its Ed25519 signature over ``GET /ws/nodes/`` at a recent timestamp. Then every
-frame is one JSON object with a ``type``:
+its Ed25519 signature over ``GET /ws/nodes/`` at a recent timestamp with a fresh
+nonce (a signed upgrade sent twice is refused). Then every frame is one JSON object
+with a ``type``:
 
 node → marketplace
   hello      {capacity, running, results, transport_keys}: first frame after connecting
