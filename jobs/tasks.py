@@ -34,7 +34,14 @@ def schedule_soon() -> None:
     earlier has not begun. That pass takes its flag down before it reads the queue, so it sees
     every job committed before this call: under load, one message serves many arrivals."""
     if cache_add(PENDING_KEY, 1, timeout=PENDING_HOLD_SECONDS):
-        dispatch_job.send()
+        try:
+            dispatch_job.send()
+        except Exception as exc:  # noqa: BLE001  (whatever the broker raises, the caller's work stands)
+            # the broker is down: the job is committed and queued, and the watchdog's sweep (in
+            # every worker, every 2 s, no broker needed) passes meanwhile; the next request tries again
+            log.warning("could not ask a worker for a scheduler pass (%s: %s); the sweep will",
+                        type(exc).__name__, exc)
+            cache_delete_many([PENDING_KEY])
 
 
 def schedule_here() -> None:

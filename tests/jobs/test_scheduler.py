@@ -352,3 +352,29 @@ def test_a_pass_at_arrival_waits_for_a_pass_holding_the_nodes_then_places_its_jo
     job = Job.objects.get(pk=submitted[0].pk)
     assert (job.status, job.node_id) == (JobStatus.ASSIGNED, node.pk) and len(frames) == 1
     assert passes_at_arrival == [], "the job waited for the nodes, not for a worker"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_broker_down_a_submit_whose_pass_fails_still_answers_201_and_the_sweep_places_it(
+        frames, monkeypatch):
+    from dramatiq.errors import ConnectionError as BrokerDown
+
+    from jobs import tasks
+    from jobs.dispatch.watchdog import jobs_watch
+    from tests import factories as f
+
+    node = factories.node(capacity=4)
+    tries = []
+
+    def down(*args, **kwargs):
+        tries.append(args)
+        raise BrokerDown("the broker is down")
+
+    monkeypatch.setattr(tasks.dispatch_job, "send", down)
+    api = f.api_client(f.customer("carol"))  # its arrival asks a worker (the tests' default): the broker
+    response = api.post("/v1/jobs", {"model": "echo", "input": "x"}, format="json")
+    assert response.status_code == 201, response.content
+    tasks.schedule_soon()
+    assert len(tries) == 2, "each request tried the broker: a failed send holds nothing back"
+    jobs_watch()
+    assert Job.objects.get(public_id=response.json()["job_id"]).node_id == node.pk
