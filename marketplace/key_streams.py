@@ -11,6 +11,7 @@ may have missed messages asks the database which of its keys are revoked.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -20,13 +21,15 @@ from django.conf import settings
 
 from marketplace import live_bus
 
+log = logging.getLogger(__name__)
+
 REVOKED_TOPIC = "api-keys.revoked"
 # a revocation heard this long ago still ends a stream that registers after it
 REMEMBER_SECONDS = 60.0
 
 
 class TooManyStreams(Exception):
-    pass
+    """The key holds its cap of streams on this process already."""
 
 
 @dataclass
@@ -68,23 +71,37 @@ async def _listen(state: _Loop) -> None:
         return
     state.ready.set_result(None)
     try:
+        # a listener that starts again after one died may have missed revocations meanwhile
+        missed = bool(state.streams)
         while True:
-            message = await subscription.get()
-            if message.get("type") == live_bus.RESYNC["type"]:
+            if missed:
                 keys = await database_sync_to_async(_revoked_among)(list(state.streams))
             else:
+                message = await subscription.get()
+                if message.get("type") == live_bus.RESYNC["type"]:
+                    missed = True
+                    continue
                 keys = [message["api_key"]] if isinstance(message.get("api_key"), int) else []
-            now = time.monotonic()
-            for pk in keys:
-                state.revoked_at[pk] = now
-                for ended in state.streams.get(pk, ()):
-                    if not ended.done():
-                        ended.set_result(None)
-            for pk, at in list(state.revoked_at.items()):
-                if now - at > REMEMBER_SECONDS:
-                    del state.revoked_at[pk]
+            missed = False
+            _end_streams(state, keys)
+    except Exception:
+        # the database failed a resync, say: the next stream to open starts a listener again
+        log.exception("the API-key revocation listener stopped; the next stream starts it again")
+        state.ready, state.listener = None, None
     finally:
         await subscription.close()
+
+
+def _end_streams(state: _Loop, keys: list[int]) -> None:
+    now = time.monotonic()
+    for pk in keys:
+        state.revoked_at[pk] = now
+        for ended in state.streams.get(pk, ()):
+            if not ended.done():
+                ended.set_result(None)
+    for pk, at in list(state.revoked_at.items()):
+        if now - at > REMEMBER_SECONDS:
+            del state.revoked_at[pk]
 
 
 def _revoked_among(pks: list[int]) -> list[int]:

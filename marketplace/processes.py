@@ -31,6 +31,7 @@ class Supervised:
     def __init__(self, name: str, command, log, **popen) -> None:
         self.name, self._command, self._log, self._popen = name, command, log, popen
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # a start and a stop never cross: no child outlives stop()
         self.restarts = 0
         self.process = self._start()
         self._watcher = threading.Thread(target=self._watch, daemon=True, name=f"supervise-{name}")
@@ -54,15 +55,20 @@ class Supervised:
             self._log(f"{self.name} exited (code {code}); starting it again in {delay:.1f} s")
             if self._stopping.wait(delay):
                 return
-            self.process = self._start()
-            self.restarts += 1
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self.process = self._start()
+                self.restarts += 1
 
     def stop(self, timeout: float = 10) -> None:
-        self._stopping.set()
-        if self.process.poll() is None:
-            self.process.terminate()
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process.poll() is None:
+            process.terminate()
             try:
-                self.process.wait(timeout=timeout)
+                process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()

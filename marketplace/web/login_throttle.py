@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
+from django.core.cache import cache
 
 from marketplace.shared_cache import CACHE_ERRORS, cache_get, cache_unavailable
 from marketplace.throttles import TTL_MARGIN_SECONDS, counters_increment
@@ -84,9 +85,14 @@ def _counters(username: str, request) -> _Counters:
     )
 
 
-def login_attempt_count(username: str, request) -> int:
-    """Count one sign-in attempt before its password is checked; the seconds until this
-    address may try this account again if the attempt is over a limit (0: check it)."""
+@dataclass(frozen=True)
+class LoginAttempt:
+    counters: _Counters
+    wait: int  # seconds until this address may try this account again; 0: check the password
+
+
+def login_attempt_count(username: str, request) -> LoginAttempt:
+    """Count one sign-in attempt before its password is checked."""
     counters = _counters(username, request)
     ttl = settings.LOGIN_FAILURE_WINDOW_SECONDS + TTL_MARGIN_SECONDS
     # the address's counters first: an attempt they refuse never reaches the account's, so
@@ -94,19 +100,18 @@ def login_attempt_count(username: str, request) -> int:
     for keys, limits in ((counters.keys[:2], counters.limits[:2]), (counters.keys[2:], counters.limits[2:])):
         counts = counters_increment(keys, [ttl] * len(keys), unenforced="sign-in is not throttled")
         if counts is not None and any(n > limit for n, limit in zip(counts, limits)):
-            return max(1, int(counters.window_ends_at - time.time() + 0.999))
-    return 0
+            return LoginAttempt(counters, max(1, int(counters.window_ends_at - time.time() + 0.999)))
+    return LoginAttempt(counters, 0)
 
 
-def login_attempt_give_back(username: str, request) -> None:
-    """A sign-in that succeeded: its attempt does not count against anyone."""
-    from django.core.cache import cache
-
-    for key in _counters(username, request).keys:
+def login_attempt_give_back(attempt: LoginAttempt) -> None:
+    """A sign-in that succeeded: its attempt does not count against anyone (the very counters
+    it was counted on, even if a new window began meanwhile)."""
+    for key in attempt.counters.keys:
         try:
             cache.decr(key)
         except ValueError:
-            pass  # the window ended meanwhile
+            continue  # that window has ended: nothing of it left to give back
         except CACHE_ERRORS as exc:
             cache_unavailable(exc, doing="sign-in is not throttled")
             return
@@ -114,8 +119,6 @@ def login_attempt_give_back(username: str, request) -> None:
 
 def login_locked_for(username: str, request) -> int:
     """Seconds until this address may try this account again (0: now); counts nothing."""
-    from django.core.cache import cache
-
     counters = _counters(username, request)
     try:
         counts = cache.get_many(counters.keys)
@@ -129,8 +132,6 @@ def login_locked_for(username: str, request) -> int:
 
 def login_locks_lift(username: str) -> None:
     """Staff: the account's locks end now (its counters start again), from every address."""
-    from django.core.cache import cache
-
     account = _account(username)
     key = f"login:epoch:{account}"
     try:
@@ -143,9 +144,10 @@ class ThrottledModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
             return None
-        if login_attempt_count(username, request):
+        attempt = login_attempt_count(username, request)
+        if attempt.wait:
             return None  # over a limit: refused before the password is looked at
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:
-            login_attempt_give_back(username, request)
+            login_attempt_give_back(attempt)
         return user

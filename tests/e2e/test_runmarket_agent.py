@@ -14,10 +14,11 @@ def _agents(pid: int) -> list[int]:
     found = []
     for child in process_tree(pid):
         try:
-            if b"runnode" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(child)
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
-            pass
+            continue  # it exited between the listing and the read
+        if b"runnode" in command:
+            found.append(child)
     return found
 
 
