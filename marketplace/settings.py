@@ -231,6 +231,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 1024 * 1024)
+# Daphne's deadlines for quiet peers (marketplace/web_server.py): a request must arrive whole
+# this long after its first byte, and a client may leave a response undrained this long
+HTTP_RECEIVE_SECONDS = env_int("HTTP_RECEIVE_SECONDS", 30)
+HTTP_WRITE_STALL_SECONDS = env_int("HTTP_WRITE_STALL_SECONDS", 60)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Inference marketplace API",
     "DESCRIPTION": "Customer jobs (AITBC surface), private inference (B3IQ), billing, and the node-facing API. "

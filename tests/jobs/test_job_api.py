@@ -250,3 +250,14 @@ def test_a_nul_character_is_refused_cleanly_not_stored_or_crashed_on(alice_api, 
         response = alice_api.post("/v1/jobs", body, format="json")
         assert response.status_code == 422 and response.json()["error"]["code"] == "validation_error", response.content
     assert alice_api.get("/v1/jobs/job_\u0000x").status_code == 404
+
+
+def test_a_host_this_marketplace_does_not_serve_is_a_400_in_each_surfaces_shape(alice_api):
+    # Django answers a disallowed Host with an HTML page unless told otherwise
+    response = alice_api.get("/v1/jobs", HTTP_HOST="evil.example")
+    assert_problem(response, 400, "bad_request")
+    assert "Host" in response.json()["error"]["detail"]
+    gateway = alice_api.get("/infernet/mk_whatever/api/status", HTTP_HOST="evil.example")
+    assert gateway.status_code == 400 and isinstance(gateway.json()["error"], str)
+    page = alice_api.get("/dashboard/", HTTP_HOST="evil.example")
+    assert page.status_code == 400

@@ -7,7 +7,6 @@ marketplace. Then it prints where everything is and a curl line to try.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time
@@ -19,35 +18,10 @@ from django.core.management.base import BaseCommand
 
 from marketplace.management.demo import demo_ensure
 from marketplace.processes import Supervised
+from marketplace.web_server import serve
 from nodes.agent.marketplace_link import ENROLLMENT_FILE
-from wire.frames import MAX_FRAME_BYTES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-def _set_tcp_nodelay_on_daphne_connections() -> None:
-    """Twisted leaves Nagle on: a response written in two parts (head, then body) then
-    waits for the client's delayed ACK, up to 40 ms a request on keep-alive connections
-    (ENVIRONMENT.md measured the same stall on the Infernet node)."""
-    from daphne import http_protocol
-
-    build = http_protocol.HTTPFactory.buildProtocol
-    if getattr(build, "sets_nodelay", False):
-        return
-
-    def build_protocol(self, addr):
-        protocol = build(self, addr)
-        connection_made = protocol.connectionMade
-
-        def made():
-            connection_made()
-            protocol.transport.setTcpNoDelay(True)
-
-        protocol.connectionMade = made
-        return protocol
-
-    build_protocol.sets_nodelay = True
-    http_protocol.HTTPFactory.buildProtocol = build_protocol
 
 
 def _python() -> str:
@@ -87,7 +61,7 @@ class Command(BaseCommand):
             target=self._announce, args=(base_url, credentials, agent, worker is not None), daemon=True
         ).start()
         try:
-            self._serve(options["host"], options["port"])
+            serve(options["host"], options["port"])
         finally:
             if agent is not None:
                 agent.stop()
@@ -157,21 +131,3 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
 
-    def _serve(self, host: str, port: int) -> None:
-        from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
-
-        from marketplace.asgi import application
-
-        _set_tcp_nodelay_on_daphne_connections()
-
-        Server(
-            application=application,
-            # Daphne's default backlog of 50 resets connections in a burst of stream opens
-            endpoints=[f"{e}:backlog=2048" for e in build_endpoint_description_strings(host=host, port=port)],
-            verbosity=0,
-            # a node's result comes up its socket as one frame: Daphne's 1 MiB default would cut
-            # off every job with a larger output (and the node would offer it again forever)
-            websocket_max_message_size=MAX_FRAME_BYTES,
-            websocket_max_frame_size=MAX_FRAME_BYTES,
-        ).run()

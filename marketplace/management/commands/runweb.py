@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.processes import die_with_parent
-from wire.frames import MAX_FRAME_BYTES
+from marketplace.web_server import serve
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -84,7 +84,7 @@ class Command(BaseCommand):
         ).start()
         self._announce(options)
         try:
-            self._serve_asgi(options["host"], options["asgi_port"], options["backlog"])
+            serve(options["host"], options["asgi_port"], backlog=options["backlog"])
         finally:
             stopping.set()
             if gunicorn_process.poll() is None:
@@ -141,16 +141,3 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
 
-    def _serve_asgi(self, host: str, port: int, backlog: int) -> None:
-        from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
-
-        from marketplace.asgi import application
-        from marketplace.management.commands.runmarket import _set_tcp_nodelay_on_daphne_connections
-
-        _set_tcp_nodelay_on_daphne_connections()
-        # Daphne's default backlog of 50 resets connections in a burst of stream opens (issue 12)
-        endpoints = [f"{e}:backlog={backlog}" for e in build_endpoint_description_strings(host=host, port=port)]
-        # node results come up their sockets as single frames (see runmarket)
-        Server(application=application, endpoints=endpoints, verbosity=0,
-               websocket_max_message_size=MAX_FRAME_BYTES, websocket_max_frame_size=MAX_FRAME_BYTES).run()
