@@ -10,6 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.units import estimated_cost_fields
 from jobs.exceptions import InvalidQuery, JobStateConflict
 from jobs.models import Job, JobStatus
 from jobs.openapi import (
@@ -73,7 +74,7 @@ class JobListCreateApi(APIView):
             {
                 "job_id": job.public_id,
                 "status": job.status,
-                "estimated_cost": str(job.estimated_cost_wei),
+                **estimated_cost_fields(job.estimated_cost_wei),
                 "estimated_time_seconds": job.estimated_time_seconds,
                 "policy_version": job.policy_version,
             },

@@ -10,7 +10,9 @@ from marketplace.openapi import WEI
 class JobSubmittedSerializer(serializers.Serializer):
     job_id = serializers.CharField()
     status = serializers.CharField()
-    estimated_cost = serializers.CharField(**WEI)
+    estimated_cost = serializers.FloatField(help_text="the expected cost in ether, a JSON number (the AITBC "
+                                                      "reference's shape); estimated_cost_wei is exact")
+    estimated_cost_wei = serializers.CharField(**WEI)
     estimated_time_seconds = serializers.IntegerField()
     policy_version = serializers.IntegerField()
 
@@ -58,7 +60,9 @@ class JobDetailSerializer(JobSummarySerializer):
     error = serializers.CharField(allow_null=True)
     error_code = serializers.CharField(allow_null=True)
     private = serializers.BooleanField()
-    estimated_cost = serializers.CharField(**WEI)
+    estimated_cost = serializers.FloatField(help_text="the expected cost in ether, a JSON number (the AITBC "
+                                                      "reference's shape); estimated_cost_wei is exact")
+    estimated_cost_wei = serializers.CharField(**WEI)
     estimated_time_seconds = serializers.IntegerField()
     policy_version = serializers.IntegerField()
     attempts = serializers.IntegerField()

@@ -3,6 +3,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from billing.units import estimated_cost_fields
 from jobs.models import Job, Priority
 
 
@@ -110,7 +111,7 @@ def job_detail(job: Job) -> dict:
         "error": job.error or None,
         "error_code": job.error_code or None,
         "private": job.is_private,
-        "estimated_cost": str(job.estimated_cost_wei),
+        **estimated_cost_fields(job.estimated_cost_wei),
         "estimated_time_seconds": job.estimated_time_seconds,
         "policy_version": job.policy_version,
         "attempts": job.attempt_count,

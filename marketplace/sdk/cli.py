@@ -119,7 +119,7 @@ def run(args, client: MarketplaceClient) -> int:
         if not args.watch:
             _print(job)
             return 0
-        sys.stderr.write(f"job {job['job_id']}, quoted {job['estimated_cost']} wei\n")
+        sys.stderr.write(f"job {job['job_id']}, quoted {job['estimated_cost_wei']} wei\n")
         return 0 if watch(client, job["job_id"])["status"] == "completed" else 1
     if args.command == "watch":
         return 0 if watch(client, args.job_id)["status"] == "completed" else 1

@@ -104,7 +104,7 @@ class MarketplaceClient:
                priority: str = "normal", timeout_seconds: int | None = None, requirements: dict | None = None,
                max_price_wei: int | None = None, output_format: str | None = None,
                idempotency_key: str | None = None) -> dict:
-        """Submit a job; ``job_id``, ``estimated_cost`` (wei), ``estimated_time_seconds``, ``policy_version``."""
+        """Submit a job; ``job_id``, ``estimated_cost`` (ether, a number), ``estimated_cost_wei`` (exact), ``estimated_time_seconds``, ``policy_version``."""
         body: dict = {"input": input, "priority": priority}
         if model:
             body["model"] = model

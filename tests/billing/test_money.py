@@ -38,7 +38,7 @@ def test_the_quote_is_reserved_with_the_job(alice, alice_api, echo_node):
     before = account(alice)[0]
     body = submit(alice_api).json()
     quote = 100 + RATE * 10
-    assert body["estimated_cost"] == str(quote)
+    assert body["estimated_cost_wei"] == str(quote)
     assert account(alice) == (before - quote, quote)
     job = Job.objects.get(public_id=body["job_id"])
     assert (job.billing_status, int(job.quoted_price_wei), int(job.reserved_price_wei)) == ("reserved", quote, quote)
@@ -237,3 +237,11 @@ def test_a_keys_own_concurrent_job_limit(alice, echo_node):
     refused = submit(api)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "concurrent_job_limit"
     assert submit(factories.api_client(alice)).status_code == 201
+
+
+def test_ether_is_the_nearest_float_and_the_wei_stay_exact():
+    from billing.units import estimated_cost_fields
+
+    assert estimated_cost_fields(5 * 10**16) == {"estimated_cost": 0.05, "estimated_cost_wei": "50000000000000000"}
+    huge = 10**30 + 1  # more digits than a float holds: the string keeps them
+    assert estimated_cost_fields(huge)["estimated_cost_wei"] == str(huge)

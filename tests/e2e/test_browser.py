@@ -188,7 +188,7 @@ def test_staff_publish_a_pricing_version_and_the_next_quote_uses_it(browser, mar
     shoot(page, "staff-pricing", phone_check=False)  # the Django admin's own layout
     quote = requests.post(f"{market.url}/v1/jobs", json={"model": "echo", "input": "x"}, headers=market.headers(),
                           timeout=10).json()
-    assert int(quote["estimated_cost"]) >= 777 * 10**15
+    assert int(quote["estimated_cost_wei"]) >= 777 * 10**15
     versions = requests.get(f"{market.url}/v1/jobs/{quote['job_id']}", headers=market.headers(), timeout=10).json()
     assert versions["policy_version"] == quote["policy_version"] >= 2
     page.goto(f"{market.url}/admin/billing/account/treasury/")

@@ -33,7 +33,7 @@ def cli(market, *args, key=None, input_env=None):
 
 def test_submit_wait_download_and_the_bill(client, tmp_path):
     submitted = client.submit(model="echo", input={"n": 7})
-    assert int(submitted["estimated_cost"]) > 0
+    assert int(submitted["estimated_cost_wei"]) > 0
     job = client.wait(submitted["job_id"])
     assert job["status"] == "completed" and job["result"] == {"n": 7}
     download = client.download(job["job_id"])

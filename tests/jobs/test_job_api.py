@@ -30,7 +30,12 @@ def test_submit_queues_a_job_with_a_quote(alice_api, echo_node, sent_dispatches)
     assert response.status_code == 201
     body = response.json()
     assert body["job_id"].startswith("job_") and body["status"] == "queued"
-    assert int(body["estimated_cost"]) > 0 and isinstance(body["estimated_cost"], str)
+    # the AITBC reference's shape: a number in ether, with the exact wei beside it as a string
+    wei = body["estimated_cost_wei"]
+    assert isinstance(wei, str) and int(wei) > 0
+    assert isinstance(body["estimated_cost"], float) and body["estimated_cost"] == int(wei) / 10**18
+    detail = alice_api.get(f"/v1/jobs/{body['job_id']}").json()
+    assert (detail["estimated_cost"], detail["estimated_cost_wei"]) == (body["estimated_cost"], wei)
     assert body["estimated_time_seconds"] >= 1 and body["policy_version"] == 1
     job = Job.objects.get(public_id=body["job_id"])
     assert job.input == "hello" and job.container_data == {"input": "hello"}
@@ -46,9 +51,9 @@ def test_the_quote_follows_the_published_pricing_policy(alice_api, echo_node):
     )
     second = submit(alice_api).json()
     assert second["policy_version"] == first["policy_version"] + 1
-    assert second["estimated_cost"] == str(7 * 1 * 10)
+    assert second["estimated_cost_wei"] == str(7 * 1 * 10)
     urgent = submit(alice_api, {**JOB, "priority": "urgent"}).json()
-    assert urgent["estimated_cost"] == str(7 * 10 * 3)
+    assert urgent["estimated_cost_wei"] == str(7 * 10 * 3)
 
 
 def test_gpu_requirements_multiply_the_rate(alice_api, db):
@@ -57,7 +62,7 @@ def test_gpu_requirements_multiply_the_rate(alice_api, db):
     factories.node(models=("echo",), gpu_type="h100", gpu_count=2, vram_gb=80)
     pricing_policy_publish(gpu_rates_wei={"cpu": "1", "h100": "1000"}, priority_multipliers_bps={}, default_expected_seconds=10)
     body = submit(alice_api, {**JOB, "requirements": {"gpu_type": "NVIDIA H100", "gpu_count": 2, "min_vram_gb": 40}}).json()
-    assert body["estimated_cost"] == str(1000 * 2 * 10)
+    assert body["estimated_cost_wei"] == str(1000 * 2 * 10)
     assert Job.objects.get(public_id=body["job_id"]).gpu_type == "h100"
 
 

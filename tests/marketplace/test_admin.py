@@ -37,7 +37,7 @@ def test_publishing_a_pricing_version_keeps_the_old_one_and_the_next_quote_uses_
     assert list(PricingPolicy.objects.values_list("version", flat=True)) == [2, 1]
     assert PricingPolicy.objects.get(version=1).gpu_rates_wei["cpu"] != "3"
     quote = alice_api.post("/v1/jobs", {"model": "echo", "input": 1}, format="json").json()
-    assert quote["policy_version"] == 2 and quote["estimated_cost"] == "30"
+    assert quote["policy_version"] == 2 and quote["estimated_cost_wei"] == "30"
     # an old version cannot be edited: its form has no editable field
     page = staff.get(f"/admin/billing/pricingpolicy/{PricingPolicy.objects.get(version=1).pk}/change/").content.decode()
     assert 'name="gpu_rates_wei"' not in page

@@ -89,3 +89,11 @@ def test_the_docs_page_is_served_without_a_cdn(client):
     page = client.get("/v1/docs/")
     assert page.status_code == 200 and b"swagger" in page.content.lower()
     assert b"cdn.jsdelivr" not in page.content, "the assets are served from this marketplace"
+
+
+def test_the_schema_says_estimated_cost_is_a_number_and_its_wei_a_string(schema):
+    components = schema["components"]["schemas"]
+    for name in ("JobSubmitted", "JobDetail"):
+        fields = components[name]["properties"]
+        assert fields["estimated_cost"]["type"] == "number", name
+        assert fields["estimated_cost_wei"]["type"] == "string", name
