@@ -142,14 +142,15 @@ def pairs(customers, node, pairs_total: int, threads: int) -> float:
 
     from billing.selectors import pricing_policy_current
     from billing.services import quote_job
-    from jobs.models import Job, JobStatus
+    from jobs.models import DEFAULT_TIMEOUT_SECONDS, Job, JobStatus
     from jobs.services.lifecycle import job_transition
     from jobs.services.submit import job_create_reserved
     from marketplace.authentication import CustomerPrincipal
     from marketplace.models import ApiKey
 
     policy = pricing_policy_current()
-    quote = quote_job(model="echo", gpu_type="", gpu_count=0, priority="normal", expected_seconds=10, policy=policy)
+    quote = quote_job(model="echo", gpu_type="", gpu_count=0, priority="normal", expected_seconds=10,
+                      timeout_seconds=DEFAULT_TIMEOUT_SECONDS, policy=policy)
     principals = [CustomerPrincipal(c, ApiKey.objects.filter(customer=c).first()) for c in customers]
     per_thread = pairs_total // threads
     errors = []

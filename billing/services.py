@@ -32,10 +32,14 @@ MOVE_TRIES = 3
 
 @dataclass(frozen=True)
 class Quote:
+    """What a job is expected to cost (``price_wei``, the customer's ``estimated_cost``) and the
+    most it can cost: its whole timeout at the same rates (``worst_case_wei``)."""
+
     policy_version: int
     price_wei: int
     rate_wei_per_second: int
     expected_seconds: int
+    worst_case_wei: int
 
 
 def _rate(policy: PricingPolicy, gpu_type: str, gpu_count: int) -> int:
@@ -54,16 +58,31 @@ def price_for(*, policy: PricingPolicy, model: str, gpu_type: str, gpu_count: in
 
 
 def quote_job(*, model: str = "", gpu_type: str, gpu_count: int, priority: str, expected_seconds: int,
-              policy: PricingPolicy | None = None) -> Quote:
+              timeout_seconds: int, policy: PricingPolicy | None = None) -> Quote:
     policy = policy or pricing_policy_current()
     seconds = max(expected_seconds, 1)
+
+    def price(duration_s: int) -> int:
+        return price_for(policy=policy, model=model, gpu_type=gpu_type, gpu_count=gpu_count, priority=priority,
+                         duration_ms=duration_s * 1000)
+
+    expected = price(seconds)
     return Quote(
         policy_version=policy.version,
-        price_wei=price_for(policy=policy, model=model, gpu_type=gpu_type, gpu_count=gpu_count,
-                            priority=priority, duration_ms=seconds * 1000),
+        price_wei=expected,
         rate_wei_per_second=_rate(policy, gpu_type, gpu_count),
         expected_seconds=seconds,
+        worst_case_wei=max(expected, price(timeout_seconds)),
     )
+
+
+def reservation_wei(*, quote: Quote, max_price_wei: int | None) -> int:
+    """What a job holds while it may run: its worst case, never more than the customer allowed.
+
+    Holding only the expected cost capped every charge at it: a job that ran longer than its
+    model's median was billed as a short one and its miner underpaid (issue 13).
+    """
+    return quote.worst_case_wei if max_price_wei is None else min(quote.worst_case_wei, int(max_price_wei))
 
 
 def pricing_policy_publish(*, created_by=None, **fields) -> PricingPolicy:
@@ -189,6 +208,19 @@ def settlement_price(*, reserved_wei: int, duration_ms: int, policy_version: int
     fee = charged * policy.platform_fee_bps // 10000
     return Settlement(status=SETTLED, reserved_wei=reserved_wei, charged_wei=charged, payout_wei=charged - fee,
                       fee_wei=fee)
+
+
+def seconds_within(*, reserved_wei: int, policy_version: int | None, model: str, gpu_type: str, gpu_count: int,
+                   priority: str) -> int | None:
+    """The whole seconds of running that ``reserved_wei`` pays for at the quoted rates (None: any
+    number, the rate being zero). A job is stopped there: it never runs longer than it can pay for."""
+    policy = pricing_policy_version(policy_version)
+    multiplier = int((policy.priority_multipliers_bps or {}).get(priority, 10000))
+    per_second = _rate(policy, gpu_type, gpu_count) * max(gpu_count, 1) * multiplier // 10000
+    if per_second <= 0:
+        return None
+    base = int((policy.model_base_prices_wei or {}).get(model, 0))
+    return max(0, (int(reserved_wei) - base) // per_second)
 
 
 def settlement_release(*, reserved_wei: int) -> Settlement:

@@ -26,6 +26,12 @@ class JobStatus(models.TextChoices):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.ASSIGNED, JobStatus.RUNNING})
+# the error_code of a job the marketplace stopped at its timeout (charged for the time it ran)
+TIMED_OUT = "timed_out"
+# ... and of one stopped when it had run all its reservation pays for (charged exactly the reservation)
+BUDGET_EXHAUSTED = "budget_exhausted"
+# a job's timeout when its submit names none; its reservation covers this much running
+DEFAULT_TIMEOUT_SECONDS = 3600
 
 
 class BillingStatus(models.TextChoices):
@@ -111,7 +117,7 @@ class Job(models.Model):
         output_field=models.SmallIntegerField(),
         db_persist=True,
     )
-    timeout_seconds = models.PositiveIntegerField(default=3600)
+    timeout_seconds = models.PositiveIntegerField(default=DEFAULT_TIMEOUT_SECONDS)
 
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     status_reason = models.CharField(max_length=300, blank=True)

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.units import estimated_cost_fields
-from jobs.models import Job, Priority
+from jobs.models import DEFAULT_TIMEOUT_SECONDS, Job, Priority
 
 
 class StrictCharField(serializers.CharField):
@@ -45,7 +45,7 @@ class JobSubmitSerializer(serializers.Serializer):
     output_config = OutputConfigSerializer(required=False, default=dict)
     requirements = RequirementsSerializer(required=False, default=dict)
     priority = serializers.ChoiceField(choices=Priority.choices, default=Priority.NORMAL)
-    timeout_seconds = serializers.IntegerField(min_value=1, default=3600)
+    timeout_seconds = serializers.IntegerField(min_value=1, default=DEFAULT_TIMEOUT_SECONDS)
     max_price_wei = serializers.RegexField(r"^\d{1,78}$", required=False, help_text="wei, as a decimal string")
 
     def validate_timeout_seconds(self, value):

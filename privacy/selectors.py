@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from billing.selectors import pricing_policy_current
 from billing.services import quote_job
-from jobs.models import Job
+from jobs.models import DEFAULT_TIMEOUT_SECONDS, Job
 from jobs.selectors import model_median_seconds
 from marketplace.models import Customer
 from nodes.models import Node
@@ -22,7 +22,7 @@ def private_quote(*, node: Node, model_id: str, policy=None):
     gpu_type, gpu_count = private_gpu(node)
     expected = model_median_seconds(model=model_id, default=policy.default_expected_seconds)
     return quote_job(model=model_id, gpu_type=gpu_type, gpu_count=gpu_count, priority="normal",
-                     expected_seconds=expected, policy=policy)
+                     expected_seconds=expected, timeout_seconds=DEFAULT_TIMEOUT_SECONDS, policy=policy)
 
 
 def private_nodes() -> list[dict]:

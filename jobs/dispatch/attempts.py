@@ -20,9 +20,10 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from jobs.dispatch.node_channel import cancel_on_node
-from jobs.models import Job, JobAttempt, JobStatus
+from jobs.models import BUDGET_EXHAUSTED, TIMED_OUT, Job, JobAttempt, JobStatus
 from jobs.live import job_row_event
 from jobs.services.lifecycle import job_start, job_transition
+from jobs.services.money import job_run_seconds
 from marketplace.rows import RowLoader, quoted, update_where
 from nodes.models import Node
 from nodes.selectors import no_candidate_reason
@@ -270,10 +271,16 @@ def attempt_lost(*, job: Job, error: str, exclude: bool = True) -> bool:
 
 @transaction.atomic
 def attempt_timed_out(*, job: Job) -> None:
-    message = f"timed out after {job.timeout_seconds} s"
+    """Stop a job at its deadline: its timeout, or what its reservation pays for if that is less."""
+    run_seconds = job_run_seconds(job)
+    if run_seconds < job.timeout_seconds:
+        code, message = BUDGET_EXHAUSTED, f"stopped after {run_seconds} s: its max_price_wei pays for no more"
+    else:
+        code, message = TIMED_OUT, f"timed out after {job.timeout_seconds} s"
     _end_attempt(job, JobAttempt.Status.FAILED, message)
     cancel_on_node(job)
-    job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED, reason=message, error=message)
+    job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED, reason=message, error=message,
+                   error_code=code)
 
 
 @transaction.atomic

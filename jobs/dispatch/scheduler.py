@@ -26,6 +26,7 @@ from jobs.dispatch.node_channel import node_send_after_commit
 from jobs.live import job_row_event
 from jobs.models import Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_transition
+from jobs.services.money import job_run_seconds
 from marketplace.rows import RowLoader, for_update, for_update_skip_locked, insert_row, marks, quoted
 from nodes.models import Node
 from nodes.selectors import node_serves
@@ -149,7 +150,7 @@ def _fits(job: Job, node: Node) -> bool:
 def job_frame(job: Job, node: Node) -> dict:
     """What goes down the node's socket: the containers and their input, or the sealed envelope."""
     frame = {"type": "job", "job_id": job.public_id, "attempt": job.attempt_count,
-             "timeout_seconds": job.timeout_seconds}
+             "timeout_seconds": job_run_seconds(job)}
     if job.is_private:
         frame["private"] = private_push(job)
     else:
@@ -168,7 +169,7 @@ def _assign(job: Job, node: Node) -> bool:
     assigned = job_transition(
         job=job, expected=JobStatus.QUEUED, new_status=JobStatus.ASSIGNED,
         reason=f"assigned to node {node.public_id}", node=node, node_job_id="", assigned_at=now,
-        attempt_count=number, deadline_at=now + timedelta(seconds=job.timeout_seconds),
+        attempt_count=number, deadline_at=now + timedelta(seconds=job_run_seconds(job)),
     )
     if assigned:
         insert_row(JobAttempt, {"job_id": job.pk, "node_id": node.pk, "number": number, "status": JobAttempt.Status.RUNNING,

@@ -6,6 +6,7 @@ columns are written here, each by a guarded update on its billing status.
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils import timezone
 
 from billing.exceptions import AlreadyPosted
 from billing.ledger import month_of
@@ -13,13 +14,14 @@ from billing.services import (
     SETTLED,
     funds_close,
     funds_reserve,
+    seconds_within,
     settlement_price,
     settlement_release,
 )
-from jobs.models import TERMINAL, BillingStatus, Job, JobStatus
+from jobs.models import BUDGET_EXHAUSTED, TERMINAL, TIMED_OUT, BillingStatus, Job, JobStatus
 from marketplace.rows import update_where
 
-__all__ = ["job_billing_close", "job_bills_close_ended", "job_funds_reserve"]
+__all__ = ["job_billing_close", "job_bills_close_ended", "job_funds_reserve", "job_run_seconds"]
 
 
 def job_funds_reserve(*, job: Job) -> None:
@@ -31,8 +33,37 @@ def job_funds_reserve(*, job: Job) -> None:
                   posting_key=f"reserve:{job.pk}", month=month_of(job.created_at), job_id=job.pk)
 
 
+def job_run_seconds(job: Job) -> int:
+    """How long a node may run the job: its timeout, or less when its ``max_price_wei`` capped the
+    reservation below the whole timeout; past that the job is stopped (``budget_exhausted``)."""
+    if job.max_price_wei is None:
+        return job.timeout_seconds  # the reservation is the whole timeout
+    affordable = seconds_within(reserved_wei=int(job.reserved_price_wei), policy_version=job.policy_version,
+                                model=job.model, gpu_type=job.gpu_type, gpu_count=job.gpu_count, priority=job.priority)
+    return job.timeout_seconds if affordable is None else max(1, min(job.timeout_seconds, affordable))
+
+
+def _ran_for_customer_ms(job: Job) -> int | None:
+    """How long a node ran the job on the customer's account, or None when the job is free.
+
+    Charged: a completion and a failure of the customer's containers on their input, both
+    for the duration the node signed; a job the marketplace stopped at its timeout, for the
+    time it ran. Free: a job no node started, and every end a node or the marketplace
+    caused (a crash, silence, a receipt that does not verify, an attempt lost to failover:
+    those end the attempt, not the job, or end it without a verified receipt).
+    """
+    if job.node_id is None:
+        return None
+    if job.receipt_verified and job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
+        return int(((job.receipt or {}).get("body") or {}).get("duration_ms", "0") or 0)
+    if job.status == JobStatus.FAILED and job.error_code in (TIMED_OUT, BUDGET_EXHAUSTED) and job.started_at is not None:
+        ran_ms = int((timezone.now() - job.started_at).total_seconds() * 1000)
+        return max(0, min(ran_ms, job.timeout_seconds * 1000))
+    return None
+
+
 def job_billing_close(*, job: Job) -> None:
-    """Settle a completed job with a verified receipt; release everything for any other end.
+    """Settle what a node ran for the customer (``_ran_for_customer_ms``); release everything else.
 
     Runs in the transaction that ends the job. A second call (a receipt delivered
     twice, a redelivered message) finds the job closed or the posting key used.
@@ -40,8 +71,8 @@ def job_billing_close(*, job: Job) -> None:
     if job.billing_status != BillingStatus.RESERVED:
         return
     reserved = int(job.reserved_price_wei)
-    if job.status == JobStatus.COMPLETED and job.receipt_verified and job.node_id is not None:
-        duration_ms = int(((job.receipt or {}).get("body") or {}).get("duration_ms", "0") or 0)
+    duration_ms = _ran_for_customer_ms(job)
+    if duration_ms is not None:
         settlement = settlement_price(reserved_wei=reserved, duration_ms=duration_ms, policy_version=job.policy_version,
                                       model=job.model, gpu_type=job.gpu_type, gpu_count=job.gpu_count,
                                       priority=job.priority)

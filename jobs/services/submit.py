@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing.exceptions import ConcurrentJobLimit
 from billing.selectors import pricing_policy_current
-from billing.services import price_within_maximum, quote_job
+from billing.services import price_within_maximum, quote_job, reservation_wei
 from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
 from jobs.live import publish_job_row_after_commit
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
@@ -96,7 +96,7 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
     gpu_type = gpu_type_normalize(spec.gpu_type) if spec.gpu_type else ""
     quote = quote_job(
         model=spec.model, gpu_type=gpu_type, gpu_count=spec.gpu_count, priority=spec.priority,
-        expected_seconds=expected, policy=policy,
+        expected_seconds=expected, timeout_seconds=spec.timeout_seconds, policy=policy,
     )
     price_within_maximum(quote_wei=quote.price_wei, max_price_wei=spec.max_price_wei)
     fields = dict(
@@ -162,7 +162,7 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
             api_key=principal.api_key,
             estimated_cost_wei=quote.price_wei,
             quoted_price_wei=quote.price_wei,
-            reserved_price_wei=quote.price_wei,
+            reserved_price_wei=reservation_wei(quote=quote, max_price_wei=fields.get("max_price_wei")),
             billing_status=BillingStatus.RESERVED,
             policy_version=quote.policy_version,
             queue_deadline=min(queue_deadline or default_deadline, default_deadline),

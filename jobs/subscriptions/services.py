@@ -22,7 +22,7 @@ from eth_utils import is_address, keccak, to_checksum_address
 from billing.selectors import pricing_policy_current
 from billing.services import quote_job
 from jobs.gateway.errors import InfernetError
-from jobs.models import DelegatedSubscription, Job
+from jobs.models import DEFAULT_TIMEOUT_SECONDS, DelegatedSubscription, Job
 from jobs.selectors import model_median_seconds
 from jobs.services.submit import job_create_reserved
 from jobs.subscriptions.signature import delegate_subscription_signer
@@ -145,7 +145,8 @@ def _interval_jobs(subscription: DelegatedSubscription, interval: int) -> tuple[
     principal = CustomerPrincipal(customer=subscription.customer, api_key=subscription.api_key)
     policy = pricing_policy_current()
     expected = model_median_seconds(model="", default=policy.default_expected_seconds)
-    quote = quote_job(model="", gpu_type="", gpu_count=0, priority="normal", expected_seconds=expected, policy=policy)
+    quote = quote_job(model="", gpu_type="", gpu_count=0, priority="normal", expected_seconds=expected,
+                      timeout_seconds=DEFAULT_TIMEOUT_SECONDS, policy=policy)
     made = 0
     for node in nodes:
         try:

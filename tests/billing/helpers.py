@@ -9,10 +9,11 @@ def start(job: Job, node) -> Job:
     return job
 
 
-def complete(job: Job, node, duration_ms: int, verified: bool = True) -> Job:
+def complete(job: Job, node, duration_ms: int, verified: bool = True, status: str = JobStatus.COMPLETED) -> Job:
+    """The node's signed end: a completion, or (``status=FAILED``) its container failing on the input."""
     start(job, node)
     receipt = {"body": {"duration_ms": str(duration_ms)}, "hash": f"h{job.pk}", "signature": "s", "signer": "k"}
-    job_transition(job=job, expected=JobStatus.RUNNING, new_status=JobStatus.COMPLETED, reason="done",
+    job_transition(job=job, expected=JobStatus.RUNNING, new_status=status, reason="done",
                    result={"ok": True}, receipt=receipt, receipt_verified=verified, receipt_hash=receipt["hash"])
     job.refresh_from_db()
     return job

@@ -16,7 +16,7 @@ def test_two_hundred_submits_at_once_against_a_balance_for_fifty():
         pytest.skip("real row-lock concurrency is a PostgreSQL test (CI's second run)")
     pricing_policy_publish(gpu_rates_wei={"cpu": "1000"}, priority_multipliers_bps={}, default_expected_seconds=2)
     factories.node(models=("echo",))
-    quote = 1000 * 2
+    quote = 1000 * 2  # and the reservation: each job's whole 2 s timeout
     customer = factories.customer("crowd", funds=quote * 50, max_concurrent_jobs=1000)
     keys = [factories.api_client(customer) for _ in range(4)]
     barrier = threading.Barrier(200)
@@ -26,7 +26,8 @@ def test_two_hundred_submits_at_once_against_a_balance_for_fifty():
     def submit(index: int) -> None:
         try:
             barrier.wait()
-            response = keys[index % 4].post("/v1/jobs", {"model": "echo", "input": index}, format="json")
+            response = keys[index % 4].post("/v1/jobs", {"model": "echo", "input": index, "timeout_seconds": 2},
+                                           format="json")
             with lock:
                 statuses.append(response.status_code)
         finally:

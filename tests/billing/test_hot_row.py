@@ -26,7 +26,8 @@ def test_threads_reserving_and_settling_on_one_customer_conserve_wei_and_keep_th
     pricing_policy_publish(gpu_rates_wei={"cpu": "1000"}, priority_multipliers_bps={}, default_expected_seconds=2,
                            platform_fee_bps=1500)
     node = factories.node(models=("echo",))
-    quote = quote_job(model="echo", gpu_type="", gpu_count=0, priority="normal", expected_seconds=2)
+    quote = quote_job(model="echo", gpu_type="", gpu_count=0, priority="normal", expected_seconds=2,
+                      timeout_seconds=2)
     funds = quote.price_wei * 40  # runs out part way: some reservations are refused for money too
     customer = factories.customer("hot", funds=funds, max_concurrent_jobs=CUSTOMER_LIMIT)
     narrow = api_key_create(customer=customer).api_key

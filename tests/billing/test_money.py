@@ -1,4 +1,4 @@
-"""Every job reserves its quote; a verified receipt settles it; every other end releases it."""
+"""Every job reserves its worst case; what a node ran for the customer is charged; every other end releases it."""
 import pytest
 from django.utils import timezone
 
@@ -6,6 +6,7 @@ from billing.ledger import account_for_customer, account_for_miner, conservation
 from billing.models import LedgerTransaction
 from billing.services import funds_refund, pricing_policy_publish
 from jobs.models import Job, JobStatus
+from jobs.services.lifecycle import job_transition
 from jobs.services.money import job_billing_close
 from tests import factories
 from tests.billing.helpers import complete, end, start
@@ -34,14 +35,58 @@ def account(customer):
     return int(account.available_wei), int(account.reserved_wei)
 
 
-def test_the_quote_is_reserved_with_the_job(alice, alice_api, echo_node):
+def test_the_quote_is_the_expected_cost_and_the_reservation_the_whole_timeout(alice, alice_api, echo_node):
     before = account(alice)[0]
-    body = submit(alice_api).json()
-    quote = 100 + RATE * 10
+    body = submit(alice_api, timeout_seconds=60).json()
+    quote, worst = 100 + RATE * 10, 100 + RATE * 60
     assert body["estimated_cost_wei"] == str(quote)
-    assert account(alice) == (before - quote, quote)
+    assert account(alice) == (before - worst, worst)
     job = Job.objects.get(public_id=body["job_id"])
-    assert (job.billing_status, int(job.quoted_price_wei), int(job.reserved_price_wei)) == ("reserved", quote, quote)
+    assert (job.billing_status, int(job.quoted_price_wei), int(job.reserved_price_wei)) == ("reserved", quote, worst)
+    # without a timeout, the default hour; never more than the customer's max_price_wei
+    assert int(Job.objects.get(public_id=submit(alice_api).json()["job_id"]).reserved_price_wei) == 100 + RATE * 3600
+    capped = submit(alice_api, timeout_seconds=60, max_price_wei=str(quote + 7)).json()
+    assert int(Job.objects.get(public_id=capped["job_id"]).reserved_price_wei) == quote + 7
+    assert conservation_holds()
+
+
+def test_a_job_longer_than_its_quote_is_charged_all_it_ran(alice, alice_api, echo_node):
+    """The bug this replaced: the reservation was the quote (the model's median run), and the
+    charge was capped at it, so a 20 s job was billed as a 10 s one and its miner underpaid."""
+    job = Job.objects.get(public_id=submit(alice_api, timeout_seconds=60).json()["job_id"])
+    job = complete(job, echo_node, duration_ms=20_000)
+    charged = 100 + RATE * 20
+    assert (int(job.quoted_price_wei), int(job.charged_price_wei)) == (100 + RATE * 10, charged)
+    assert int(account_for_miner(echo_node.miner).available_wei) == charged - charged // 10
+    assert account(alice)[1] == 0
+    assert conservation_holds()
+
+
+def test_a_container_failing_on_the_customers_input_is_charged_for_the_time_it_ran(alice, alice_api, echo_node):
+    job = start(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node)
+    receipt = {"body": {"duration_ms": "3000", "status": "failed"}, "hash": "hf", "signature": "s", "signer": "k"}
+    job_transition(job=job, expected=JobStatus.RUNNING, new_status=JobStatus.FAILED, reason="container failed",
+                   error="bad input", receipt=receipt, receipt_verified=True, receipt_hash="hf")
+    job.refresh_from_db()
+    assert (job.billing_status, int(job.charged_price_wei)) == ("settled", 100 + RATE * 3)
+    assert int(account_for_miner(echo_node.miner).available_wei) == int(job.payout_price_wei) > 0
+    assert conservation_holds()
+
+
+def test_a_job_stopped_at_its_timeout_is_charged_for_its_timeout(alice, alice_api, echo_node):
+    from datetime import timedelta
+
+    from jobs.dispatch.attempts import attempt_timed_out
+
+    job = start(Job.objects.get(public_id=submit(alice_api, timeout_seconds=30).json()["job_id"]), echo_node)
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=31))
+    job.refresh_from_db()
+    attempt_timed_out(job=job)
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "timed_out")
+    assert (job.billing_status, int(job.charged_price_wei)) == ("settled", 100 + RATE * 30)
+    assert int(job.charged_price_wei) == int(job.reserved_price_wei)
+    assert account(alice)[1] == 0
     assert conservation_holds()
 
 
@@ -63,12 +108,12 @@ def test_a_max_price_below_the_quote_is_refused(alice, alice_api, echo_node):
 
 
 def test_the_monthly_spend_cap(alice, alice_api, echo_node):
-    quote = 100 + RATE * 10
-    alice.monthly_spend_cap_wei = quote * 2
+    worst = 100 + RATE * 10  # what each job holds: its whole 10 s timeout
+    alice.monthly_spend_cap_wei = worst * 2
     alice.save()
-    assert submit(alice_api).status_code == 201
-    assert submit(alice_api).status_code == 201
-    refused = submit(alice_api)
+    assert submit(alice_api, timeout_seconds=10).status_code == 201
+    assert submit(alice_api, timeout_seconds=10).status_code == 201
+    refused = submit(alice_api, timeout_seconds=10)
     assert refused.status_code == 402 and refused.json()["error"]["code"] == "spend_cap_exceeded"
 
 
@@ -76,10 +121,10 @@ def test_the_per_key_budget(alice, echo_node):
     api = factories.api_client(alice)
     api.api_key.api_key.budget_wei = 100 + RATE * 10
     api.api_key.api_key.save()
-    assert submit(api).status_code == 201
-    refused = submit(api)
+    assert submit(api, timeout_seconds=10).status_code == 201
+    refused = submit(api, timeout_seconds=10)
     assert refused.status_code == 402 and refused.json()["error"]["code"] == "key_budget_exceeded"
-    assert submit(factories.api_client(alice)).status_code == 201  # another key has its own budget
+    assert submit(factories.api_client(alice), timeout_seconds=10).status_code == 201  # another key, its own budget
 
 
 def test_a_verified_completion_debits_the_actual_cost_pays_the_miner_and_keeps_the_fee(alice, alice_api, echo_node):
@@ -203,9 +248,9 @@ def test_the_treasury_adds_up(alice, alice_api, echo_node):
     for duration in (1000, 2000):
         complete(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), echo_node, duration)
     end(Job.objects.get(public_id=submit(alice_api).json()["job_id"]), JobStatus.CANCELLED)
-    submit(alice_api)  # still reserved
+    submit(alice_api, timeout_seconds=45)  # still reserved: its whole timeout
     totals = ledger_totals()
-    assert totals["customer_reservations"] == 100 + RATE * 10
+    assert totals["customer_reservations"] == 100 + RATE * 45
     assert totals["deposits"] == factories.FUNDS
     assert conservation_holds()
 
@@ -245,3 +290,30 @@ def test_ether_is_the_nearest_float_and_the_wei_stay_exact():
     assert estimated_cost_fields(5 * 10**16) == {"estimated_cost": 0.05, "estimated_cost_wei": "50000000000000000"}
     huge = 10**30 + 1  # more digits than a float holds: the string keeps them
     assert estimated_cost_fields(huge)["estimated_cost_wei"] == str(huge)
+
+
+def test_a_job_that_runs_all_its_max_price_pays_for_is_stopped_and_charged_exactly_the_reservation(
+        alice, alice_api, echo_node):
+    from datetime import timedelta
+
+    from jobs.dispatch.attempts import attempt_timed_out
+    from jobs.dispatch.scheduler import _assign, job_frame
+    from jobs.services.money import job_run_seconds
+
+    allowed = 100 + RATE * 15  # pays for 15 s of its 60 s timeout
+    job = Job.objects.get(public_id=submit(alice_api, timeout_seconds=60, max_price_wei=str(allowed)).json()["job_id"])
+    assert int(job.reserved_price_wei) == allowed and job_run_seconds(job) == 15
+    assert _assign(job, echo_node)
+    job.refresh_from_db()
+    assert job.deadline_at - job.assigned_at == timedelta(seconds=15)
+    assert job_frame(job, echo_node)["timeout_seconds"] == 15  # the node stops it there too
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, started_at=timezone.now() - timedelta(seconds=17))
+    job.refresh_from_db()
+    attempt_timed_out(job=job)
+    job.refresh_from_db()
+    assert (job.status, job.error_code) == ("failed", "budget_exhausted")
+    assert (job.billing_status, int(job.charged_price_wei)) == ("settled", allowed)
+    assert account(alice)[1] == 0 and conservation_holds()
+    # without a max_price_wei the reservation is the whole timeout, and so is the run
+    plain = Job.objects.get(public_id=submit(alice_api, timeout_seconds=60).json()["job_id"])
+    assert job_run_seconds(plain) == 60

@@ -224,7 +224,9 @@ def test_a_completed_job_is_billed_and_its_receipt_verifies_with_the_nodes_key(m
     bill = job["billing"]
     assert bill["status"] == "settled"
     charged = int(bill["charged_price_wei"])
-    assert 0 < charged <= int(bill["reserved_price_wei"]) == int(bill["quoted_price_wei"])
+    # the reservation covers the whole timeout; the charge is the second the node signed
+    assert 0 < charged <= int(bill["reserved_price_wei"]) and int(bill["quoted_price_wei"]) <= int(
+        bill["reserved_price_wei"])
     assert int(bill["payout_price_wei"]) + int(bill["fee_price_wei"]) == charged
     after = requests.get(f"{market.url}/v1/billing/account", headers=market.headers(), timeout=10).json()
     assert int(after["balance"]) == int(before["balance"]) - charged
