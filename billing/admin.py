@@ -13,8 +13,8 @@ from billing.services import adjustment_check, funds_deposit, funds_refund, pric
 @admin.register(PricingPolicy)
 class PricingPolicyAdmin(admin.ModelAdmin):
     list_display = ("version", "note", "platform_fee_bps", "created_at", "created_by")
-    fields = ("gpu_rates_wei", "default_rate_wei", "priority_multipliers_bps", "default_expected_seconds",
-              "model_base_prices_wei", "platform_fee_bps", "minimum_charge_wei", "note")
+    fields = ("gpu_rates_wei", "default_rate_wei", "node_price_bounds_wei", "priority_multipliers_bps",
+              "default_expected_seconds", "model_base_prices_wei", "platform_fee_bps", "minimum_charge_wei", "note")
 
     def get_readonly_fields(self, request, obj=None):
         # a published version is history: jobs name it; change prices by publishing anew

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -36,6 +37,11 @@ class PricingPolicy(models.Model):
     default_expected_seconds = models.PositiveIntegerField(
         default=10, help_text="run time assumed for a model with no recent history"
     )
+    node_price_bounds_wei = models.JSONField(
+        default=dict, blank=True,
+        help_text='the lowest and highest price per GPU-second a node may ask, by GPU type ("cpu" for nodes '
+                  'without one): {"h100": ["200000000000", "400000000000"]}; a type not listed has no bounds',
+    )
     model_base_prices_wei = models.JSONField(
         default=dict, blank=True, help_text='a fixed price per job by model, added to the time price: {"llama-3-8b": "1000"}'
     )
@@ -50,6 +56,16 @@ class PricingPolicy(models.Model):
     class Meta:
         ordering = ["-version"]
         verbose_name_plural = "pricing policies"
+
+    def clean(self) -> None:
+        bounds = self.node_price_bounds_wei or {}
+        if not isinstance(bounds, dict):
+            raise ValidationError({"node_price_bounds_wei": 'a JSON object: {"h100": ["floor", "ceiling"]}'})
+        for gpu_class, pair in bounds.items():
+            if (not isinstance(pair, list) or len(pair) != 2 or not all(str(b).isdigit() for b in pair)
+                    or int(pair[0]) > int(pair[1])):
+                raise ValidationError({"node_price_bounds_wei": f'{gpu_class}: two whole numbers of wei, the floor '
+                                                                 f'first: ["200000000000", "400000000000"]'})
 
     def __str__(self) -> str:
         return f"pricing v{self.version}"

@@ -40,39 +40,88 @@ class Quote:
     rate_wei_per_second: int
     expected_seconds: int
     worst_case_wei: int
+    # the least any node could charge for it (one second on the cheapest), and the dearest rate
+    # its reservation covers (a node that asks more is not given the job)
+    least_wei: int = 0
+    rate_ceiling_wei: int | None = None
+
+
+def _gpu_class(gpu_type: str, gpu_count: int) -> str:
+    return "cpu" if gpu_count == 0 or not gpu_type else gpu_type
 
 
 def _rate(policy: PricingPolicy, gpu_type: str, gpu_count: int) -> int:
+    """The policy's own rate for a GPU class: what a node that asks nothing charges."""
     rates = policy.gpu_rates_wei or {}
-    key = "cpu" if gpu_count == 0 else gpu_type
+    key = _gpu_class(gpu_type, gpu_count)
     return int(rates[key]) if key in rates else int(policy.default_rate_wei)
 
 
-def price_for(*, policy: PricingPolicy, model: str, gpu_type: str, gpu_count: int, priority: str,
-              duration_ms: int) -> int:
-    """base(model) + rate(gpu_type) × max(gpu_count, 1) × seconds × priority multiplier, at least the minimum."""
+def quoted_rate(*, policy_version: int | None, gpu_type: str, gpu_count: int) -> int:
+    """The policy's rate for a class, in the version a job was quoted under."""
+    return _rate(pricing_policy_version(policy_version), gpu_type, gpu_count)
+
+
+def price_bounds(policy: PricingPolicy, gpu_type: str, gpu_count: int) -> tuple[int, int | None]:
+    """(floor, ceiling or None) of what a node of this class may ask per GPU-second."""
+    bounds = (policy.node_price_bounds_wei or {}).get(_gpu_class(gpu_type, gpu_count))
+    if not isinstance(bounds, (list, tuple)) or len(bounds) != 2:
+        return 0, None
+    floor, ceiling = (int(b) if str(b).isdigit() else None for b in bounds)
+    return floor or 0, ceiling
+
+
+def node_rate(*, policy: PricingPolicy, gpu_type: str, gpu_count: int, asked_wei: int) -> int:
+    """What a node charges per GPU-second: the price its miner asks, held within the policy's
+    bounds for its GPU class; a node that asks nothing charges the policy's rate for its class."""
+    rate = int(asked_wei) or _rate(policy, gpu_type, gpu_count)
+    floor, ceiling = price_bounds(policy, gpu_type, gpu_count)
+    return max(floor, rate if ceiling is None else min(rate, ceiling))
+
+
+def price_at(*, policy: PricingPolicy, model: str, rate_wei: int, gpu_count: int, priority: str,
+             duration_ms: int) -> int:
+    """base(model) + rate × max(gpu_count, 1) × seconds × priority multiplier, at least the minimum."""
     multiplier = int((policy.priority_multipliers_bps or {}).get(priority, 10000))
-    time_price = _rate(policy, gpu_type, gpu_count) * max(gpu_count, 1) * max(duration_ms, 0) * multiplier // (1000 * 10000)
+    time_price = int(rate_wei) * max(gpu_count, 1) * max(duration_ms, 0) * multiplier // (1000 * 10000)
     base = int((policy.model_base_prices_wei or {}).get(model, 0))
     return max(int(policy.minimum_charge_wei), base + time_price)
 
 
+def price_for(*, policy: PricingPolicy, model: str, gpu_type: str, gpu_count: int, priority: str,
+              duration_ms: int) -> int:
+    """The price at the policy's own rate for the class the job asked for."""
+    return price_at(policy=policy, model=model, rate_wei=_rate(policy, gpu_type, gpu_count), gpu_count=gpu_count,
+                    priority=priority, duration_ms=duration_ms)
+
+
 def quote_job(*, model: str = "", gpu_type: str, gpu_count: int, priority: str, expected_seconds: int,
-              timeout_seconds: int, policy: PricingPolicy | None = None) -> Quote:
+              timeout_seconds: int, policy: PricingPolicy | None = None,
+              rates: tuple[int, int] | None = None) -> Quote:
+    """``rates``: the cheapest and the dearest rate among the nodes that could run the job; the
+    quote is its expected run on the cheapest, the worst case its whole timeout on the dearest.
+    None (no such node yet): the policy's rate for the class it asks for, and the most a node
+    of that class may ask for the worst case."""
     policy = policy or pricing_policy_current()
     seconds = max(expected_seconds, 1)
+    if rates is None:
+        _, ceiling = price_bounds(policy, gpu_type, gpu_count)
+        rates = (_rate(policy, gpu_type, gpu_count), max(_rate(policy, gpu_type, gpu_count), ceiling or 0))
+    cheapest, dearest = rates
 
-    def price(duration_s: int) -> int:
-        return price_for(policy=policy, model=model, gpu_type=gpu_type, gpu_count=gpu_count, priority=priority,
-                         duration_ms=duration_s * 1000)
+    def price(rate: int, duration_s: int) -> int:
+        return price_at(policy=policy, model=model, rate_wei=rate, gpu_count=gpu_count, priority=priority,
+                        duration_ms=duration_s * 1000)
 
-    expected = price(seconds)
+    expected = price(cheapest, seconds)
     return Quote(
         policy_version=policy.version,
         price_wei=expected,
-        rate_wei_per_second=_rate(policy, gpu_type, gpu_count),
+        rate_wei_per_second=cheapest,
         expected_seconds=seconds,
-        worst_case_wei=max(expected, price(timeout_seconds)),
+        worst_case_wei=max(expected, price(dearest, timeout_seconds)),
+        least_wei=price(cheapest, 1),
+        rate_ceiling_wei=dearest,
     )
 
 
@@ -87,6 +136,9 @@ def reservation_wei(*, quote: Quote, max_price_wei: int | None) -> int:
 
 def pricing_policy_publish(*, created_by=None, **fields) -> PricingPolicy:
     """Publish a new version; earlier versions stay as they were, for the jobs that used them."""
+    for name in ("node_price_bounds_wei", "model_base_prices_wei"):  # an empty admin box means none
+        if name in fields and fields[name] is None:
+            fields[name] = {}
     for _ in range(3):
         try:
             with transaction.atomic():
@@ -104,9 +156,15 @@ def pricing_policy_publish(*, created_by=None, **fields) -> PricingPolicy:
 # --- a job's money ---------------------------------------------------------------------
 
 
-def price_within_maximum(*, quote_wei: int, max_price_wei: int | None) -> None:
-    if max_price_wei is not None and quote_wei > max_price_wei:
-        raise PriceAboveMaximum(f"the quote is {quote_wei} wei, above your max_price_wei of {max_price_wei}")
+def price_within_maximum(*, quote: Quote, max_price_wei: int | None) -> None:
+    """Refuse a ``max_price_wei`` below the least the cheapest node could charge for the job (its
+    first second), naming that node's rate; above it, the job runs as long as it pays for."""
+    if max_price_wei is not None and quote.least_wei > max_price_wei:
+        raise PriceAboveMaximum(
+            f"the cheapest node that can run this job charges {quote.rate_wei_per_second} wei per GPU-second: "
+            f"{quote.least_wei} wei for its first second, above your max_price_wei of {max_price_wei}",
+            rate_wei_per_second=str(quote.rate_wei_per_second),
+        )
 
 
 def funds_reserve(*, customer, api_key, amount: int, posting_key: str, month: date, job_id: int | None = None) -> None:
@@ -200,23 +258,26 @@ class Settlement:
 
 
 def settlement_price(*, reserved_wei: int, duration_ms: int, policy_version: int | None, model: str,
-                     gpu_type: str, gpu_count: int, priority: str) -> Settlement:
-    """Charge ``duration_ms`` at the rates of the version quoted, never more than was reserved."""
+                     gpu_type: str, gpu_count: int, priority: str, rate_wei: int | None = None) -> Settlement:
+    """Charge ``duration_ms`` at the node's ``rate_wei`` (the policy's rate for the class asked
+    for, for a job given out before nodes had prices), with the base price and multipliers of
+    the version quoted, never more than was reserved."""
     policy = pricing_policy_version(policy_version)
-    charged = min(reserved_wei, price_for(policy=policy, model=model, gpu_type=gpu_type, gpu_count=gpu_count,
-                                          priority=priority, duration_ms=duration_ms))
+    rate = _rate(policy, gpu_type, gpu_count) if rate_wei is None else int(rate_wei)
+    charged = min(reserved_wei, price_at(policy=policy, model=model, rate_wei=rate, gpu_count=gpu_count,
+                                         priority=priority, duration_ms=duration_ms))
     fee = charged * policy.platform_fee_bps // 10000
     return Settlement(status=SETTLED, reserved_wei=reserved_wei, charged_wei=charged, payout_wei=charged - fee,
                       fee_wei=fee)
 
 
-def seconds_within(*, reserved_wei: int, policy_version: int | None, model: str, gpu_type: str, gpu_count: int,
-                   priority: str) -> int | None:
-    """The whole seconds of running that ``reserved_wei`` pays for at the quoted rates (None: any
+def seconds_within(*, reserved_wei: int, policy_version: int | None, model: str, gpu_count: int, priority: str,
+                   rate_wei: int) -> int | None:
+    """The whole seconds of running that ``reserved_wei`` pays for at ``rate_wei`` (None: any
     number, the rate being zero). A job is stopped there: it never runs longer than it can pay for."""
     policy = pricing_policy_version(policy_version)
     multiplier = int((policy.priority_multipliers_bps or {}).get(priority, 10000))
-    per_second = _rate(policy, gpu_type, gpu_count) * max(gpu_count, 1) * multiplier // 10000
+    per_second = int(rate_wei) * max(gpu_count, 1) * multiplier // 10000
     if per_second <= 0:
         return None
     base = int((policy.model_base_prices_wei or {}).get(model, 0))

@@ -152,6 +152,11 @@ class Job(models.Model):
     max_price_wei = WeiField(null=True, blank=True)
     quoted_price_wei = WeiField(default=0)
     reserved_price_wei = WeiField(default=0)
+    # the dearest node rate (wei per GPU-second) its reservation covers: a node asking more is
+    # not given the job (None: any; a job pinned to its node)
+    rate_ceiling_wei = WeiField(null=True, blank=True)
+    # the rate of the node it was given, at assignment: what its bill is charged at
+    rate_wei_per_second = WeiField(null=True, blank=True)
     charged_price_wei = WeiField(default=0)
     payout_price_wei = WeiField(default=0)
     fee_price_wei = WeiField(default=0)
@@ -234,6 +239,8 @@ class JobAttempt(models.Model):
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # the node's price when it was given this attempt (wei per GPU-second)
+    rate_wei_per_second = WeiField(null=True, blank=True)
 
     class Meta:
         ordering = ["number"]

@@ -34,6 +34,22 @@ def model_is_known(*, model: str = "", containers: list[str] | None = None) -> b
     return approved.filter(model_map__has_key=model).exists()
 
 
+def node_offers_fitting(*, model: str, containers: list[str], gpu_type: str, gpu_count: int,
+                        min_vram_gb: float) -> list[tuple[str, int, int]]:
+    """(gpu_type, gpu_count, asked price) of every approved node, online or not, that serves the
+    job and meets its hardware: the nodes its quote and reservation must answer for."""
+    queryset = Node.objects.filter(approval=Node.Approval.APPROVED, gpu_count__gte=gpu_count)
+    if gpu_type:
+        queryset = queryset.filter(gpu_type=gpu_type)
+    if min_vram_gb:
+        queryset = queryset.filter(vram_gb__gte=min_vram_gb)
+    if not containers:
+        queryset = queryset.filter(model_map__has_key=model)
+    return [(node.gpu_type, node.gpu_count, int(node.price_per_second_wei))
+            for node in queryset.only("gpu_type", "gpu_count", "price_per_second_wei", "containers", "model_map")
+            if _serves(node, model, containers)]
+
+
 def node_candidates(*, model: str, containers: list[str], gpu_type: str, gpu_count: int, min_vram_gb: float,
                     exclude: list[str]) -> list[Node]:
     """Online approved nodes that serve the job and meet its hardware, least loaded first."""

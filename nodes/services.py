@@ -201,5 +201,17 @@ def node_beat(*, node_pk: int, running: list[list] | None = None) -> None:
     Node.objects.filter(pk=node_pk).update(last_heartbeat_at=timezone.now(), running_attempts=running or [])
 
 
+# far above any real price, and far below what a wei column holds
+MAX_PRICE_PER_SECOND_WEI = 10**30
+
+
+def node_price_set(*, node: Node, price_wei: int) -> None:
+    """The price the node's miner asks per GPU-second; jobs given to it from now on are charged at
+    it (within the pricing policy's bounds). Jobs it already runs keep the rate they were given."""
+    if not 0 <= price_wei <= MAX_PRICE_PER_SECOND_WEI:
+        raise ValueError(f"a price is a whole number of wei from 0 to {MAX_PRICE_PER_SECOND_WEI}")
+    Node.objects.filter(pk=node.pk).update(price_per_second_wei=price_wei)
+
+
 def node_set_approval(*, node: Node, approval: str) -> None:
     Node.objects.filter(pk=node.pk).update(approval=approval)

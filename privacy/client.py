@@ -79,6 +79,8 @@ class NodeOffer:
     identity_public_key: str
     models: dict[str, int]  # model id → quoted price in wei
     transport_keys: list[dict[str, str]]
+    # model id → the most a job can cost (its whole timeout): the default max_price_wei
+    worst_cases: dict[str, int] = field(default_factory=dict)
 
     def current_key(self) -> dict[str, str]:
         key = transport_key_current(self.transport_keys)
@@ -159,7 +161,10 @@ class PrivateInferenceClient:
         self.pins.check(node_id, identity)
         keys = [transport_key_check(record, identity) for record in listed["transport_keys"]]
         models = {m["model_id"]: int(m["quoted_price_wei"]) for m in listed["models"]}
-        return NodeOffer(node_id=node_id, identity_public_key=identity, models=models, transport_keys=keys)
+        worst_cases = {m["model_id"]: int(m.get("worst_case_price_wei") or m["quoted_price_wei"])
+                       for m in listed["models"]}
+        return NodeOffer(node_id=node_id, identity_public_key=identity, models=models, transport_keys=keys,
+                         worst_cases=worst_cases)
 
     def choose(self, *, model_id: str, node_id: str | None = None) -> NodeOffer:
         """The cheapest verified node serving ``model_id`` (or the one named)."""
@@ -192,8 +197,9 @@ class PrivateInferenceClient:
 
     def send(self, job: PendingJob, *, max_price_wei: int | None = None) -> dict:
         """Submit a sealed job (again, after a lost answer: the same job_id and body give the same job)."""
-        if max_price_wei is None:
-            max_price_wei = job.node.models.get(job.context.model_id, 0)
+        if max_price_wei is None:  # what the job may cost at most, not what it is expected to
+            model = job.context.model_id
+            max_price_wei = job.node.worst_cases.get(model) or job.node.models.get(model, 0)
         return self._call("POST", "/v1/private-inference/jobs", {
             "job_id": job.job_id,
             "node_id": job.node.node_id,

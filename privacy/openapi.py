@@ -55,6 +55,7 @@ class TransportKeySerializer(serializers.Serializer):
 class ModelQuoteSerializer(serializers.Serializer):
     model_id = serializers.CharField()
     quoted_price_wei = serializers.CharField(**WEI)
+    worst_case_price_wei = serializers.CharField(**WEI)
 
 
 class PrivateNodeSerializer(serializers.Serializer):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from billing.selectors import pricing_policy_current
-from billing.services import quote_job
+from billing.services import node_rate, quote_job
 from jobs.models import DEFAULT_TIMEOUT_SECONDS, Job
 from jobs.selectors import model_median_seconds
 from marketplace.models import Customer
@@ -21,8 +21,18 @@ def private_quote(*, node: Node, model_id: str, policy=None):
     policy = policy or pricing_policy_current()
     gpu_type, gpu_count = private_gpu(node)
     expected = model_median_seconds(model=model_id, default=policy.default_expected_seconds)
+    rate = node_rate(policy=policy, gpu_type=node.gpu_type, gpu_count=node.gpu_count,
+                     asked_wei=node.price_per_second_wei)
     return quote_job(model=model_id, gpu_type=gpu_type, gpu_count=gpu_count, priority="normal",
-                     expected_seconds=expected, timeout_seconds=DEFAULT_TIMEOUT_SECONDS, policy=policy)
+                     expected_seconds=expected, timeout_seconds=DEFAULT_TIMEOUT_SECONDS, policy=policy,
+                     rates=(rate, rate))
+
+
+def _model_offer(node: Node, model: str, policy) -> dict:
+    """The expected price, and the most the job can cost (a whole default timeout): a
+    ``max_price_wei`` of the quote stops a job that runs longer than the model's median."""
+    quote = private_quote(node=node, model_id=model, policy=policy)
+    return {"model_id": model, "quoted_price_wei": str(quote.price_wei), "worst_case_price_wei": str(quote.worst_case_wei)}
 
 
 def private_nodes() -> list[dict]:
@@ -37,14 +47,13 @@ def private_nodes() -> list[dict]:
             {
                 "node_id": node.public_id,
                 "identity_public_key": node.identity_public_key,
-                "models": [
-                    {"model_id": model, "quoted_price_wei": str(private_quote(node=node, model_id=model, policy=policy).price_wei)}
-                    for model in sorted(node.model_map)
-                ],
+                "models": [_model_offer(node, model, policy) for model in sorted(node.model_map)],
                 "gpu_type": node.gpu_type,
                 "gpu_count": node.gpu_count,
                 "vram_gb": node.vram_gb,
-                "price_per_second_wei": str(node.price_per_second_wei),
+                # what it charges: its miner's price within the policy's bounds
+                "price_per_second_wei": str(node_rate(policy=policy, gpu_type=node.gpu_type, gpu_count=node.gpu_count,
+                                                      asked_wei=node.price_per_second_wei)),
                 "policy_version": str(policy.version),
                 "transport_keys": keys,
             }

@@ -93,7 +93,7 @@ def private_job_submit(*, principal: CustomerPrincipal, request: PrivateJobReque
             "the envelope was sealed for another job"
         )
     quote = private_quote(node=node, model_id=request.model_id)
-    price_within_maximum(quote_wei=quote.price_wei, max_price_wei=request.max_price_wei)
+    price_within_maximum(quote=quote, max_price_wei=request.max_price_wei)
     gpu_type, gpu_count = private_gpu(node)
     fields = dict(
         public_id=request.job_id,

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from billing.selectors import pricing_policy_current
+from billing.services import node_rate
 from jobs.dispatch.node_channel import node_send_after_commit
 from jobs.live import job_row_event
 from jobs.models import Job, JobAttempt, JobStatus
@@ -40,6 +42,7 @@ BUSY = (JobStatus.ASSIGNED, JobStatus.RUNNING)
 class _Slots:
     node: Node
     busy: int
+    rate: int = 0  # what the node charges per GPU-second (its price within the policy's bounds)
 
     @property
     def free(self) -> int:
@@ -47,7 +50,7 @@ class _Slots:
 
     def order(self) -> tuple:
         # cheapest first; then the least loaded, the most reliable, the oldest
-        return (int(self.node.price_per_second_wei), self.busy / self.node.slots, self.node.strikes, self.node.pk)
+        return (self.rate, self.busy / self.node.slots, self.node.strikes, self.node.pk)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,11 @@ def _open_slots(wait: bool) -> tuple[list[_Slots], bool]:
         cursor.execute(f"SELECT node_id, COUNT(*) FROM {jobs_table} WHERE node_id IN ({marks(nodes)}) "
                        "AND status IN (%s, %s) GROUP BY node_id", [node.pk for node in nodes] + list(BUSY))
         busy = dict(cursor.fetchall())
-    slots = [_Slots(node, busy.get(node.pk, 0)) for node in nodes]
+    policy = pricing_policy_current()
+    slots = [_Slots(node, busy.get(node.pk, 0), node_rate(policy=policy, gpu_type=node.gpu_type,
+                                                          gpu_count=node.gpu_count,
+                                                          asked_wei=node.price_per_second_wei))
+             for node in nodes]
     return [s for s in slots if s.free > 0], contended
 
 
@@ -135,11 +142,14 @@ def _queued_pages(slots: list[_Slots], limit: int):
         after = (page[-1].priority_rank, page[-1].pk)
 
 
-def _fits(job: Job, node: Node) -> bool:
+def _fits(job: Job, slot: _Slots) -> bool:
+    node = slot.node
     if job.pinned_node_id is not None:
         return job.pinned_node_id == node.pk
     return (
-        node.public_id not in job.excluded_nodes
+        # its reservation covers no dearer node
+        (job.rate_ceiling_wei is None or slot.rate <= int(job.rate_ceiling_wei))
+        and node.public_id not in job.excluded_nodes
         and node_serves(node, model=job.model, containers=job.containers)
         and node.gpu_count >= job.gpu_count
         and (not job.gpu_type or node.gpu_type == job.gpu_type)
@@ -163,17 +173,21 @@ def attempt_ref(job: Job) -> dict:
     return {"pk": job.pk, "customer": job.customer_id, "event": job_row_event(job)}
 
 
-def _assign(job: Job, node: Node) -> bool:
+def _assign(job: Job, node: Node, rate: int) -> bool:
+    """Give the job to the node at the node's rate now: its bill is charged at that rate, and it
+    runs as long as its reservation pays for at it (its timeout, unless max_price_wei says less)."""
     now = timezone.now()
     number = job.attempt_count + 1
+    job.rate_wei_per_second = rate
     assigned = job_transition(
         job=job, expected=JobStatus.QUEUED, new_status=JobStatus.ASSIGNED,
         reason=f"assigned to node {node.public_id}", node=node, node_job_id="", assigned_at=now,
-        attempt_count=number, deadline_at=now + timedelta(seconds=job_run_seconds(job)),
+        attempt_count=number, deadline_at=now + timedelta(seconds=job_run_seconds(job)), rate_wei_per_second=rate,
     )
     if assigned:
         insert_row(JobAttempt, {"job_id": job.pk, "node_id": node.pk, "number": number, "status": JobAttempt.Status.RUNNING,
-                                "node_job_id": "", "error": "", "started_at": now, "ended_at": None})
+                                "node_job_id": "", "error": "", "started_at": now, "ended_at": None,
+                                "rate_wei_per_second": rate})
     return assigned
 
 
@@ -197,11 +211,11 @@ def schedule(*, limit: int = BATCH, wait: bool = False) -> SchedulePass:
         if not slots:
             return SchedulePass(0, contended)
         for job in _queued_pages(slots, limit):
-            fitting = sorted((s for s in slots if s.free > 0 and _fits(job, s.node)), key=_Slots.order)
+            fitting = sorted((s for s in slots if s.free > 0 and _fits(job, s)), key=_Slots.order)
             if not fitting:
                 continue
             chosen = fitting[0]
-            if _assign(job, chosen.node):
+            if _assign(job, chosen.node, chosen.rate):
                 chosen.busy += 1
                 node_send_after_commit(chosen.node.channel_name, job_frame(job, chosen.node), ref=attempt_ref(job))
                 assigned += 1

@@ -14,6 +14,7 @@ from billing.services import (
     SETTLED,
     funds_close,
     funds_reserve,
+    quoted_rate,
     seconds_within,
     settlement_price,
     settlement_release,
@@ -33,13 +34,24 @@ def job_funds_reserve(*, job: Job) -> None:
                   posting_key=f"reserve:{job.pk}", month=month_of(job.created_at), job_id=job.pk)
 
 
+def _job_rate(job: Job) -> int:
+    """The rate its bill is charged at: its node's at assignment; before that (or for a job given
+    out before nodes had prices) the policy's rate for the class it asked for."""
+    if job.rate_wei_per_second is not None:
+        return int(job.rate_wei_per_second)
+    return quoted_rate(policy_version=job.policy_version, gpu_type=job.gpu_type, gpu_count=job.gpu_count)
+
+
 def job_run_seconds(job: Job) -> int:
     """How long a node may run the job: its timeout, or less when its ``max_price_wei`` capped the
     reservation below the whole timeout; past that the job is stopped (``budget_exhausted``)."""
     if job.max_price_wei is None:
-        return job.timeout_seconds  # the reservation is the whole timeout
+        # its reservation is the whole timeout at the dearest rate it may meet (and a charge never
+        # exceeds what was reserved)
+        return job.timeout_seconds
     affordable = seconds_within(reserved_wei=int(job.reserved_price_wei), policy_version=job.policy_version,
-                                model=job.model, gpu_type=job.gpu_type, gpu_count=job.gpu_count, priority=job.priority)
+                                model=job.model, gpu_count=job.gpu_count, priority=job.priority,
+                                rate_wei=_job_rate(job))
     return job.timeout_seconds if affordable is None else max(1, min(job.timeout_seconds, affordable))
 
 
@@ -47,16 +59,20 @@ def _ran_for_customer_ms(job: Job) -> int | None:
     """How long a node ran the job on the customer's account, or None when the job is free.
 
     Charged: a completion and a failure of the customer's containers on their input, both
-    for the duration the node signed; a job the marketplace stopped at its timeout, for the
-    time it ran. Free: a job no node started, and every end a node or the marketplace
-    caused (a crash, silence, a receipt that does not verify, an attempt lost to failover:
-    those end the attempt, not the job, or end it without a verified receipt).
+    for the duration the node signed; a job the marketplace stopped at its timeout or budget,
+    and one the customer cancelled while it ran, for the time from the node's start to the
+    stop (measured here, where the stop is decided: the node's own account of a job it is
+    told to stop comes later, if ever). Free: a job no node started, and every end a node or
+    the marketplace caused (a crash, silence, a receipt that does not verify, an attempt
+    lost to failover: those end the attempt, not the job, or end it without a verified receipt).
     """
     if job.node_id is None:
         return None
     if job.receipt_verified and job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
         return int(((job.receipt or {}).get("body") or {}).get("duration_ms", "0") or 0)
-    if job.status == JobStatus.FAILED and job.error_code in (TIMED_OUT, BUDGET_EXHAUSTED) and job.started_at is not None:
+    stopped_here = job.status == JobStatus.CANCELLED or (
+        job.status == JobStatus.FAILED and job.error_code in (TIMED_OUT, BUDGET_EXHAUSTED))
+    if stopped_here and job.started_at is not None:
         ran_ms = int((timezone.now() - job.started_at).total_seconds() * 1000)
         return max(0, min(ran_ms, job.timeout_seconds * 1000))
     return None
@@ -75,7 +91,7 @@ def job_billing_close(*, job: Job) -> None:
     if duration_ms is not None:
         settlement = settlement_price(reserved_wei=reserved, duration_ms=duration_ms, policy_version=job.policy_version,
                                       model=job.model, gpu_type=job.gpu_type, gpu_count=job.gpu_count,
-                                      priority=job.priority)
+                                      priority=job.priority, rate_wei=_job_rate(job))
         miner_id = job.node.miner_id
     else:
         settlement, miner_id = settlement_release(reserved_wei=reserved), None

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing.exceptions import ConcurrentJobLimit
 from billing.selectors import pricing_policy_current
-from billing.services import price_within_maximum, quote_job, reservation_wei
+from billing.services import node_rate, price_within_maximum, quote_job, reservation_wei
 from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
 from jobs.live import publish_job_row_after_commit
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
@@ -24,7 +24,7 @@ from marketplace.authentication import CustomerPrincipal
 from marketplace.rows import insert_instance
 from marketplace.shared_cache import cache_get, cache_set
 from nodes.gpus import gpu_type_normalize
-from nodes.selectors import model_is_known
+from nodes.selectors import model_is_known, node_offers_fitting
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,17 @@ def _is_served(spec: JobSpec) -> bool:
     return served
 
 
+def fitting_rates(*, policy, model: str, containers: list[str], gpu_type: str, gpu_count: int,
+                  min_vram_gb: float) -> tuple[int, int] | None:
+    """The cheapest and the dearest rate among the approved nodes that could run the job (None:
+    none yet; the policy's rate stands in). Read on every submit: a price a miner just changed
+    is the price the next job is quoted and reserved at."""
+    rates = [node_rate(policy=policy, gpu_type=t, gpu_count=c, asked_wei=asked)
+             for t, c, asked in node_offers_fitting(model=model, containers=containers, gpu_type=gpu_type,
+                                                    gpu_count=gpu_count, min_vram_gb=min_vram_gb)]
+    return (min(rates), max(rates)) if rates else None
+
+
 def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None = None,
                job_id: str | None = None) -> Submission:
     """``job_id``, when given, is the new job's id (a caller that must listen to the job before it exists)."""
@@ -97,8 +108,10 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
     quote = quote_job(
         model=spec.model, gpu_type=gpu_type, gpu_count=spec.gpu_count, priority=spec.priority,
         expected_seconds=expected, timeout_seconds=spec.timeout_seconds, policy=policy,
+        rates=fitting_rates(policy=policy, model=spec.model, containers=spec.containers, gpu_type=gpu_type,
+                            gpu_count=spec.gpu_count, min_vram_gb=spec.min_vram_gb),
     )
-    price_within_maximum(quote_wei=quote.price_wei, max_price_wei=spec.max_price_wei)
+    price_within_maximum(quote=quote, max_price_wei=spec.max_price_wei)
     fields = dict(
         model=spec.model,
         containers=spec.containers,
@@ -163,6 +176,7 @@ def _create(principal: CustomerPrincipal, quote, fields: dict, queue_deadline) -
             estimated_cost_wei=quote.price_wei,
             quoted_price_wei=quote.price_wei,
             reserved_price_wei=reservation_wei(quote=quote, max_price_wei=fields.get("max_price_wei")),
+            rate_ceiling_wei=quote.rate_ceiling_wei,
             billing_status=BillingStatus.RESERVED,
             policy_version=quote.policy_version,
             queue_deadline=min(queue_deadline or default_deadline, default_deadline),

@@ -20,7 +20,7 @@ from eth_abi import encode as abi_encode
 from eth_utils import is_address, keccak, to_checksum_address
 
 from billing.selectors import pricing_policy_current
-from billing.services import quote_job
+from billing.services import node_rate, quote_job
 from jobs.gateway.errors import InfernetError
 from jobs.models import DEFAULT_TIMEOUT_SECONDS, DelegatedSubscription, Job
 from jobs.selectors import model_median_seconds
@@ -145,10 +145,13 @@ def _interval_jobs(subscription: DelegatedSubscription, interval: int) -> tuple[
     principal = CustomerPrincipal(customer=subscription.customer, api_key=subscription.api_key)
     policy = pricing_policy_current()
     expected = model_median_seconds(model="", default=policy.default_expected_seconds)
-    quote = quote_job(model="", gpu_type="", gpu_count=0, priority="normal", expected_seconds=expected,
-                      timeout_seconds=DEFAULT_TIMEOUT_SECONDS, policy=policy)
     made = 0
     for node in nodes:
+        # each interval's job runs on its own node: quoted and reserved at that node's price
+        rate = node_rate(policy=policy, gpu_type=node.gpu_type, gpu_count=node.gpu_count,
+                         asked_wei=node.price_per_second_wei)
+        quote = quote_job(model="", gpu_type="", gpu_count=0, priority="normal", expected_seconds=expected,
+                          timeout_seconds=DEFAULT_TIMEOUT_SECONDS, policy=policy, rates=(rate, rate))
         try:
             job_create_reserved(principal=principal, quote=quote, fields=dict(
                 containers=subscription.containers, input=subscription.data, pinned_node=node,

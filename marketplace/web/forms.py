@@ -35,6 +35,13 @@ class JobSubmitForm(forms.Form):
             raise forms.ValidationError(str(exc)) from None
 
 
+class NodePriceForm(forms.Form):
+    price_per_second_wei = forms.RegexField(
+        regex=r"^\d{1,31}$", label="Price (wei per GPU-second)",
+        error_messages={"invalid": "a whole number of wei, at most 10^30"},
+    )
+
+
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(label="Name", max_length=100, required=False,
                            help_text="To tell your keys apart, e.g. the machine that uses it.")

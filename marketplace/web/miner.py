@@ -11,21 +11,37 @@ from django.views.decorators.http import require_GET, require_POST
 from jobs.selectors import miner_earnings
 from marketplace.web.access import miner_required
 from marketplace.web.charts import daily_wei_chart
-from nodes.models import EnrollmentToken
+from billing.selectors import pricing_policy_current
+from billing.services import node_rate, price_bounds
+from marketplace.web.forms import NodePriceForm
+from nodes.models import EnrollmentToken, Node
 from nodes.selectors import miner_nodes_overview
-from nodes.services import enrollment_token_create, enrollment_token_revoke, runnode_command
+from nodes.services import enrollment_token_create, enrollment_token_revoke, node_price_set, runnode_command
 
 CHART_DAYS = 30
 
 
-def _page(request, miner, issued=None):
+def _with_prices(rows: list[dict], price_error: dict) -> list[dict]:
+    """Each node's asked price, what it charges (the ask within the policy's bounds), the bounds,
+    and why a price just sent for it was refused."""
+    policy = pricing_policy_current()
+    for row in rows:
+        node = row["node"]
+        row["price_error"] = price_error.get(node.public_id, "")
+        row["rate"] = node_rate(policy=policy, gpu_type=node.gpu_type, gpu_count=node.gpu_count,
+                                asked_wei=node.price_per_second_wei)
+        row["bounds"] = price_bounds(policy, node.gpu_type, node.gpu_count)
+    return rows
+
+
+def _page(request, miner, issued=None, price_error=None, status=200):
     now = timezone.now()
     earnings = miner_earnings(miner=miner, start=now - timedelta(days=CHART_DAYS))
     tokens = EnrollmentToken.objects.filter(miner=miner, used_at__isnull=True, revoked_at__isnull=True,
                                             expires_at__gt=now).order_by("-created_at")
     return render(request, "web/miner.html", {
         "miner": miner,
-        "nodes": miner_nodes_overview(miner=miner),
+        "nodes": _with_prices(miner_nodes_overview(miner=miner), price_error or {}),
         "tokens": tokens,
         "earnings": earnings,
         "chart": daily_wei_chart(title="Earnings per day", days=CHART_DAYS, today=now.date(),
@@ -33,7 +49,7 @@ def _page(request, miner, issued=None):
         "issued": issued,
         "command": runnode_command(marketplace_url=request.build_absolute_uri("/"), secret=issued.secret)
         if issued else "",
-    })
+    }, status=status)
 
 
 @require_GET
@@ -47,6 +63,19 @@ def miner_home(request, miner):
 def token_create(request, miner):
     # rendered, not redirected: the token is shown on this response only
     return _page(request, miner, issued=enrollment_token_create(miner=miner))
+
+
+@require_POST
+@miner_required
+def node_price(request, miner, node_id: str):
+    node = Node.objects.filter(public_id=node_id, miner=miner).first()
+    if node is None:
+        raise Http404("no such node")
+    form = NodePriceForm(request.POST)
+    if not form.is_valid():
+        return _page(request, miner, price_error={node.public_id: form.errors["price_per_second_wei"][0]}, status=400)
+    node_price_set(node=node, price_wei=int(form.cleaned_data["price_per_second_wei"]))
+    return redirect("miner")
 
 
 @require_POST

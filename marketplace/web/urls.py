@@ -15,5 +15,6 @@ urlpatterns = [
     path("dashboard/usage.csv", customer.usage_csv, name="dashboard-usage-csv"),
     path("miner/", miner.miner_home, name="miner"),
     path("miner/tokens/", miner.token_create, name="miner-token-create"),
+    path("miner/nodes/<id:node_id>/price/", miner.node_price, name="miner-node-price"),
     path("miner/tokens/<int:token_id>/revoke/", miner.token_revoke, name="miner-token-revoke"),
 ]

@@ -1,10 +1,13 @@
 """Moving test jobs through their ends the way dispatch does, without a node."""
+from django.utils import timezone
+
 from jobs.models import Job, JobStatus
 from jobs.services.lifecycle import job_transition
 
 
 def start(job: Job, node) -> Job:
-    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, node=node)
+    """Running on ``node`` since now (a cancel from here on is charged the time since)."""
+    Job.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, node=node, started_at=timezone.now())
     job.refresh_from_db()
     return job
 

@@ -100,10 +100,14 @@ def test_not_enough_balance_is_a_402_and_no_job(echo_node):
     assert account(poor) == (RATE * 5, 0)
 
 
-def test_a_max_price_below_the_quote_is_refused(alice, alice_api, echo_node):
-    response = submit(alice_api, max_price_wei="5")
-    assert response.status_code == 402 and response.json()["error"]["code"] == "price_above_max"
+def test_a_max_price_below_what_the_first_second_costs_is_refused(alice, alice_api, echo_node):
+    response = submit(alice_api, max_price_wei=str(100 + RATE - 1))
+    error = response.json()["error"]
+    assert response.status_code == 402 and error["code"] == "price_above_max"
+    assert error["rate_wei_per_second"] == str(RATE) and str(RATE) in error["detail"]
     assert not Job.objects.exists()
+    # enough for its first second: it runs for as long as that pays
+    assert submit(alice_api, max_price_wei=str(100 + RATE)).status_code == 201
     assert submit(alice_api, max_price_wei=str(10**18)).status_code == 201
 
 
@@ -297,13 +301,13 @@ def test_a_job_that_runs_all_its_max_price_pays_for_is_stopped_and_charged_exact
     from datetime import timedelta
 
     from jobs.dispatch.attempts import attempt_timed_out
-    from jobs.dispatch.scheduler import _assign, job_frame
+    from jobs.dispatch.scheduler import job_frame, schedule
     from jobs.services.money import job_run_seconds
 
     allowed = 100 + RATE * 15  # pays for 15 s of its 60 s timeout
     job = Job.objects.get(public_id=submit(alice_api, timeout_seconds=60, max_price_wei=str(allowed)).json()["job_id"])
     assert int(job.reserved_price_wei) == allowed and job_run_seconds(job) == 15
-    assert _assign(job, echo_node)
+    assert schedule().assigned == 1
     job.refresh_from_db()
     assert job.deadline_at - job.assigned_at == timedelta(seconds=15)
     assert job_frame(job, echo_node)["timeout_seconds"] == 15  # the node stops it there too
@@ -317,3 +321,25 @@ def test_a_job_that_runs_all_its_max_price_pays_for_is_stopped_and_charged_exact
     # without a max_price_wei the reservation is the whole timeout, and so is the run
     plain = Job.objects.get(public_id=submit(alice_api, timeout_seconds=60).json()["job_id"])
     assert job_run_seconds(plain) == 60
+
+
+def test_a_job_cancelled_while_it_ran_is_charged_the_time_it_ran_and_one_cancelled_before_is_free(
+        alice, alice_api, echo_node):
+    from datetime import timedelta
+
+    from jobs.services.lifecycle import job_cancel
+
+    running = start(Job.objects.get(public_id=submit(alice_api, timeout_seconds=60).json()["job_id"]), echo_node)
+    Job.objects.filter(pk=running.pk).update(started_at=timezone.now() - timedelta(seconds=7))
+    running.refresh_from_db()
+    job_cancel(job=running)
+    running.refresh_from_db()
+    assert running.status == "cancelled" and running.billing_status == "settled"
+    assert 100 + RATE * 7 <= int(running.charged_price_wei) < 100 + RATE * 9
+    assert int(account_for_miner(echo_node.miner).available_wei) == int(running.payout_price_wei) > 0
+
+    queued = Job.objects.get(public_id=submit(alice_api).json()["job_id"])
+    job_cancel(job=queued)
+    queued.refresh_from_db()
+    assert (queued.billing_status, int(queued.charged_price_wei)) == ("released", 0)
+    assert account(alice)[1] == 0 and conservation_holds()

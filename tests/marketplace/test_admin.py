@@ -140,3 +140,19 @@ def test_staff_inspect_a_job_with_its_events_and_attempts(staff, alice, echo_nod
     JobAttempt.objects.create(job=job, node=echo_node, number=1, status="failed", error="boom on the node")
     page = staff.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()
     assert "container echo failed: boom" in page and "boom on the node" in page and echo_node.name in page
+
+
+def test_staff_set_node_price_bounds_and_a_malformed_one_is_a_form_error(staff):
+    form = {
+        "gpu_rates_wei": json.dumps({"cpu": "3"}), "default_rate_wei": "5",
+        "priority_multipliers_bps": json.dumps({"normal": 10000}), "default_expected_seconds": "10",
+        "model_base_prices_wei": "{}", "platform_fee_bps": "1000", "minimum_charge_wei": "0", "note": "bounds",
+    }
+    for bad in ('{"h100": ["400", "200"]}', '{"h100": "200"}', '{"h100": ["-1", "5"]}', '["200", "400"]'):
+        page = staff.post("/admin/billing/pricingpolicy/add/", {**form, "node_price_bounds_wei": bad})
+        text = page.content.decode()
+        assert page.status_code == 200 and ("the floor first" in text or "JSON object" in text), bad
+    assert not PricingPolicy.objects.filter(note="bounds").exists()
+    response = staff.post("/admin/billing/pricingpolicy/add/", {**form, "node_price_bounds_wei": '{"h100": ["2", "4"]}'})
+    assert response.status_code == 302
+    assert PricingPolicy.objects.get(note="bounds").node_price_bounds_wei == {"h100": ["2", "4"]}

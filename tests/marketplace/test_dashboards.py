@@ -240,3 +240,28 @@ def test_staff_set_a_rate_limit_per_key(two_customers):
     assert codes == [200, 200, 429]
     other = factories.api_client(alice)
     assert other.get("/v1/billing/account").status_code == 200, "the customer's other keys keep their own limit"
+
+
+def test_a_miner_sets_a_nodes_price_and_sees_what_it_charges_within_the_policy(two_miners):
+    from billing.services import pricing_policy_publish
+
+    pricing_policy_publish(gpu_rates_wei={"h100": "250000"}, priority_multipliers_bps={},
+                           node_price_bounds_wei={"h100": ["200000", "400000"]})
+    mia, max_ = two_miners
+    node = factories.node(owner=mia, gpu_type="h100", gpu_count=1)
+    client = signed_in(mia.user)
+    row = client.get("/miner/").content.decode().split(f'id="node-{node.public_id}"')[1].split("</tr>")[0]
+    assert "charges 250000" in row and "the policy's rate" in row and "200000–400000" in row
+
+    assert client.post(f"/miner/nodes/{node.public_id}/price/", {"price_per_second_wei": "999999"}).status_code == 302
+    node.refresh_from_db()
+    assert int(node.price_per_second_wei) == 999999
+    row = client.get("/miner/").content.decode().split(f'id="node-{node.public_id}"')[1].split("</tr>")[0]
+    assert "charges 400000" in row, "held at the policy's ceiling"
+
+    refused = client.post(f"/miner/nodes/{node.public_id}/price/", {"price_per_second_wei": "-5"})
+    assert refused.status_code == 400 and "a whole number of wei" in refused.content.decode()
+    assert signed_in(max_.user).post(f"/miner/nodes/{node.public_id}/price/",
+                                     {"price_per_second_wei": "1"}).status_code == 404, "only its own miner"
+    node.refresh_from_db()
+    assert int(node.price_per_second_wei) == 999999

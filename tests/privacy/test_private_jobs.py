@@ -329,8 +329,9 @@ def test_money_is_checked_before_a_private_job_is_queued(enroll, live_server, pr
 
     rich = PrivateInferenceClient(live_server.url, api_key_create(customer=factories.customer("rich")).secret)
     with pytest.raises(PrivateInferenceError) as capped:
-        rich.submit(offer, model_id="echo", input="x", max_price_wei=offer.models["echo"] - 1)
+        rich.submit(offer, model_id="echo", input="x", max_price_wei=1)  # less than its first second costs
     assert (capped.value.status, capped.value.code) == (402, "price_above_max")
+    assert "per GPU-second" in str(capped.value), "the refusal names the cheapest rate"
     assert not Job.objects.exists()
 
 
@@ -371,7 +372,7 @@ def test_the_b3iq_header_pair_works_and_a_wrong_pair_is_a_401(enroll, client, cu
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
 
 
-def test_a_private_job_is_cancelled_on_its_node_and_refunded(enroll, client, customer):
+def test_a_private_job_is_cancelled_on_its_node_and_charged_only_the_time_it_ran(enroll, client, customer):
     agent = enroll("alpha")
     (offer,) = client.nodes()
     before = balances(customer)
@@ -381,6 +382,11 @@ def test_a_private_job_is_cancelled_on_its_node_and_refunded(enroll, client, cus
     assert cancelled["status"] == "cancelled"
     worker.join(timeout=30)
     stored = Job.objects.get(public_id=job.job_id)
-    assert stored.status == JobStatus.CANCELLED and stored.billing_status == "released"
+    # it ran (a second or so) before the cancel: that is charged, the rest of the reservation released
+    assert stored.status == JobStatus.CANCELLED and stored.billing_status == "settled"
+    charged = int(stored.charged_price_wei)
+    assert 0 < charged < int(stored.reserved_price_wei)
     wait_for(lambda: "cancelled at the marketplace's request" in agent.log(), message=agent.log())
-    assert client.get(job.job_id)["status"] == "cancelled" and balances(customer) == before
+    assert client.get(job.job_id)["status"] == "cancelled"
+    available, reserved = balances(customer)
+    assert (available, reserved) == (before[0] - charged, before[1])

@@ -27,6 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--marketplace", help="marketplace URL to enrol with; the node dials its socket (no inbound port)")
         parser.add_argument("--enroll-token", help="one-time enrolment token from the miner dashboard or admin")
         parser.add_argument("--name", default="", help="a name for this node on the marketplace")
+        parser.add_argument("--price-per-second-wei", help="the price this node asks per GPU-second (per second "
+                                                           "without a GPU), in wei; the marketplace holds it within "
+                                                           "its policy's bounds. Change it later on the miner dashboard")
 
     def handle(self, *args, **options):
         try:
@@ -35,6 +38,7 @@ class Command(BaseCommand):
                 port=options["port"] or (None if options["config"] else settings.NODE_AGENT_PORT),
                 host=options["host"],
                 node_id=options["node_id"],
+                price_per_second_wei=options["price_per_second_wei"],
             )
         except ConfigError as exc:
             raise CommandError(f"bad agent config: {exc}") from None
