@@ -5,7 +5,14 @@ import time
 
 from django.db import connection
 
-from billing.models import DEFAULT_GPU_RATES_WEI, DEFAULT_PRIORITY_MULTIPLIERS_BPS, PricingPolicy
+from billing.models import (
+    DEFAULT_GPU_RATES_WEI,
+    DEFAULT_PRIORITY_MULTIPLIERS_BPS,
+    Account,
+    LedgerEntry,
+    LedgerTransaction,
+    PricingPolicy,
+)
 
 # How long a process keeps the current policy before reading it again. A version
 # published in this process replaces it at once; one published by another process is
@@ -63,3 +70,50 @@ def _pricing_policy_read() -> tuple[PricingPolicy, bool]:
             "note": "defaults",
         },
     )
+
+
+# what each posting is, seen from the account it moved
+STATEMENT_KINDS = {
+    LedgerTransaction.Kind.DEPOSIT: "deposit",
+    LedgerTransaction.Kind.RESERVE: "reservation",
+    LedgerTransaction.Kind.SETTLE: "charge",
+    LedgerTransaction.Kind.RELEASE: "release",
+    LedgerTransaction.Kind.REFUND: "refund",
+    LedgerTransaction.Kind.WITHDRAWAL: "withdrawal",
+}
+# ... and from a miner's: a settlement pays it
+MINER_STATEMENT_KINDS = {**STATEMENT_KINDS, LedgerTransaction.Kind.SETTLE: "payout"}
+
+
+def account_statement(*, account: Account | None, limit: int, before: int | None = None,
+                      kinds: dict = STATEMENT_KINDS) -> tuple[list[dict], int | None]:
+    """Every posting that moved ``account``, newest first, keyset-paged on the posting: what it
+    was, its job, when, and what it did to the account's available and reserved wei (a
+    settlement releases the reservation and charges: its ``amount_wei`` is the charge).
+    Returns the page and the key to continue below (None: the last page)."""
+    if account is None:
+        return [], None
+    postings = LedgerTransaction.objects.filter(entries__account=account).distinct().order_by("-pk")
+    if before is not None:
+        postings = postings.filter(pk__lt=before)
+    page = list(postings.values("pk", "kind", "created_at", "job__public_id")[: limit + 1])
+    more = len(page) > limit
+    page = page[:limit]
+    moved: dict[int, dict[str, int]] = {}
+    for entry in LedgerEntry.objects.filter(account=account, transaction_id__in=[p["pk"] for p in page]).values(
+            "transaction_id", "bucket", "amount_wei"):
+        buckets = moved.setdefault(entry["transaction_id"], {})
+        buckets[entry["bucket"]] = buckets.get(entry["bucket"], 0) + int(entry["amount_wei"])
+    rows = []
+    for posting in page:
+        buckets = moved.get(posting["pk"], {})
+        available, reserved = buckets.get(LedgerEntry.Bucket.AVAILABLE, 0), buckets.get(LedgerEntry.Bucket.RESERVED, 0)
+        rows.append({
+            "kind": kinds.get(posting["kind"], posting["kind"]),
+            "job_id": posting["job__public_id"],
+            "amount_wei": str(available + reserved),
+            "available_change_wei": str(available),
+            "reserved_change_wei": str(reserved),
+            "created_at": posting["created_at"],
+        })
+    return rows, (page[-1]["pk"] if more else None)

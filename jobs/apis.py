@@ -15,7 +15,6 @@ from jobs.exceptions import InvalidQuery, JobStateConflict
 from jobs.models import Job, JobStatus
 from jobs.openapi import (
     DAY_PARAMETERS,
-    PAGE_PARAMETERS,
     JobDetailSerializer,
     JobHistorySerializer,
     JobPageSerializer,
@@ -25,19 +24,11 @@ from jobs.selectors import job_get_for_customer, jobs_page
 from jobs.serializers import JobSubmitSerializer, job_detail, job_summary
 from jobs.services.lifecycle import job_cancel
 from jobs.services.submit import JobSpec, job_submit
-
-MAX_LIMIT = 100
-
-
-def _limit(request) -> int:
-    raw = request.query_params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
-
+from marketplace.openapi import PAGE_PARAMETERS
+from marketplace.paging import page_limit
 
 def _page(request, queryset) -> dict:
-    jobs, total, cursor = jobs_page(queryset=queryset, limit=_limit(request), cursor=request.query_params.get("cursor"))
+    jobs, total, cursor = jobs_page(queryset=queryset, limit=page_limit(request), cursor=request.query_params.get("cursor"))
     return {"jobs": [job_summary(j) for j in jobs], "total": total, "has_more": cursor is not None, "next_cursor": cursor}
 
 

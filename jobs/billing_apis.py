@@ -6,11 +6,16 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.apis import statement_answer
+from billing.ledger import account_for_miner
+from billing.openapi import StatementSerializer
+from billing.selectors import MINER_STATEMENT_KINDS
 from jobs.apis import parse_day_range
 from jobs.exceptions import JobNotFound
 from jobs.openapi import DAY_PARAMETERS, EarningsSerializer, JobBillSerializer, ReceiptSerializer, UsageSerializer
 from jobs.selectors import job_get_for_customer, job_with_receipt_for_customer, miner_earnings, usage_by_day
 from jobs.serializers import job_billing
+from marketplace.openapi import PAGE_PARAMETERS
 from nodes.services import node_from_token
 
 
@@ -57,6 +62,21 @@ class ReceiptApi(APIView):
                 "signature_algorithm": "ed25519 over the canonical JSON of receipt",
             }
         )
+
+
+class MinerTransactionsApi(APIView):
+    """Every movement on a miner's account, newest first (payouts, withdrawals), beside its
+    earnings: authenticated with any of its nodes' tokens."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(operation_id="miners_transactions", parameters=PAGE_PARAMETERS, responses=StatementSerializer,
+                   auth=[{"nodeToken": []}])
+    def get(self, request):
+        miner = node_from_token(headers=request.headers).miner
+        return statement_answer(request, account_for_miner(miner), kinds=MINER_STATEMENT_KINDS)
 
 
 class MinerEarningsApi(APIView):

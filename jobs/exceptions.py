@@ -1,5 +1,6 @@
 """The jobs domain's errors, rendered once in the /v1 problem shape."""
 from marketplace.errors import ApiError
+from marketplace.paging import InvalidQuery  # noqa: F401  (a query the jobs API cannot answer)
 
 
 class JobNotFound(ApiError):
@@ -25,8 +26,3 @@ class UnknownModel(ApiError):
 class QuotaExceeded(ApiError):
     status = 429
     code = "concurrent_job_limit"
-
-
-class InvalidQuery(ApiError):
-    status = 400
-    code = "invalid_query"

@@ -142,10 +142,6 @@ class EarningsSerializer(serializers.Serializer):
     recent = EarningSerializer(many=True)
 
 
-PAGE_PARAMETERS = [
-    OpenApiParameter("limit", int, description="1 to 100 (default 20)"),
-    OpenApiParameter("cursor", str, description="next_cursor from the previous page"),
-]
 DAY_PARAMETERS = [
     OpenApiParameter("from", OpenApiTypes.DATE, description="first day, YYYY-MM-DD"),
     OpenApiParameter("to", OpenApiTypes.DATE, description="last day, YYYY-MM-DD"),

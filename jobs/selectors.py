@@ -1,7 +1,6 @@
 """Reads on jobs."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import statistics
 from collections import defaultdict
@@ -12,9 +11,10 @@ from django.db import connection
 from django.db.models import QuerySet
 
 from billing.ledger import account_for_miner
-from jobs.exceptions import InvalidQuery, JobNotFound
+from jobs.exceptions import JobNotFound
 from jobs.models import Job, JobStatus
 from marketplace.models import Customer, Miner
+from marketplace.paging import decode_cursor, encode_cursor
 from marketplace.rows import RowLoader, quoted
 from marketplace.shared_cache import cache_get, cache_set
 from nodes.selectors import node_capacity_for
@@ -54,17 +54,6 @@ def job_status_for_customer(*, customer: Customer, job_id: str) -> Job:
 
 def jobs_recent_for_customer(*, customer: Customer, limit: int = 50) -> list[Job]:
     return list(Job.objects.filter(customer=customer).order_by("-id")[:limit])
-
-
-def encode_cursor(pk: int) -> str:
-    return base64.urlsafe_b64encode(str(pk).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidQuery("cursor is not one this API gave out") from None
 
 
 def jobs_page(*, queryset: QuerySet[Job], limit: int, cursor: str | None) -> tuple[list[Job], int, str | None]:

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from billing.units import estimated_cost_fields
 from jobs.models import DEFAULT_TIMEOUT_SECONDS, Job, Priority
+from marketplace.times import iso_time
 
 
 class StrictCharField(serializers.CharField):
@@ -60,10 +61,6 @@ class JobSubmitSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError(f"unknown fields: {', '.join(sorted(unknown))}")
         return attrs
-
-
-def iso_time(value):
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def job_summary(job: Job) -> dict:

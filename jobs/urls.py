@@ -1,7 +1,7 @@
 from django.urls import path
 
 from jobs.apis import JobDetailApi, JobDownloadApi, JobHistoryApi, JobListCreateApi
-from jobs.billing_apis import BillingJobApi, BillingUsageApi, MinerEarningsApi, ReceiptApi
+from jobs.billing_apis import BillingJobApi, BillingUsageApi, MinerEarningsApi, MinerTransactionsApi, ReceiptApi
 
 urlpatterns = [
     path("jobs", JobListCreateApi.as_view(), name="jobs"),
@@ -13,4 +13,5 @@ urlpatterns = [
     path("billing/jobs/<id:job_id>", BillingJobApi.as_view(), name="billing-job"),
     path("receipts/<id:receipt_hash>", ReceiptApi.as_view(), name="receipt"),
     path("miners/earnings", MinerEarningsApi.as_view(), name="miner-earnings"),
+    path("miners/transactions", MinerTransactionsApi.as_view(), name="miner-transactions"),
 ]

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 # the description of every wei amount in the contract (exact integers, sent as strings)
 WEI = {"help_text": "wei, as a decimal string"}
+# the keyset pages of marketplace.paging
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description="1 to 100 (default 20; 50 for statements)"),
+    OpenApiParameter("cursor", str, description="next_cursor from the previous page"),
+]
 
 
 class ProblemDetailSerializer(serializers.Serializer):

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs.models import Job
-from jobs.serializers import iso_time
+from marketplace.times import iso_time
 from privacy.openapi import PrivateJobAcceptedSerializer, PrivateJobSerializer, PrivateNodesSerializer
 from privacy.selectors import private_job_get, private_nodes
 from privacy.serializers import PrivateJobSubmitSerializer
