@@ -1,20 +1,29 @@
 """Money in the staff console: pricing versions, accounts, deposits and refunds (with their reason),
-and the treasury report."""
+miners' withdrawals to pay or reject, and the treasury report."""
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from billing.ledger import conservation_holds, ledger_totals
-from billing.models import Account, LedgerAdjustment, LedgerTransaction, PricingPolicy
-from billing.services import adjustment_check, funds_deposit, funds_refund, pricing_policy_publish
+from billing.models import Account, LedgerAdjustment, LedgerTransaction, PricingPolicy, Withdrawal
+from billing.services import (
+    adjustment_check,
+    funds_deposit,
+    funds_refund,
+    pricing_policy_publish,
+    withdrawal_pay,
+    withdrawal_reject,
+)
+from marketplace.errors import ApiError
 
 
 @admin.register(PricingPolicy)
 class PricingPolicyAdmin(admin.ModelAdmin):
     list_display = ("version", "note", "platform_fee_bps", "created_at", "created_by")
     fields = ("gpu_rates_wei", "default_rate_wei", "node_price_bounds_wei", "priority_multipliers_bps",
-              "default_expected_seconds", "model_base_prices_wei", "platform_fee_bps", "minimum_charge_wei", "note")
+              "default_expected_seconds", "model_base_prices_wei", "platform_fee_bps", "minimum_charge_wei",
+              "minimum_withdrawal_wei", "note")
 
     def get_readonly_fields(self, request, obj=None):
         # a published version is history: jobs name it; change prices by publishing anew
@@ -134,3 +143,61 @@ class LedgerTransactionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class WithdrawalDecisionForm(forms.ModelForm):
+    """Pay (with the reference of the transfer staff made) or reject (with a reason)."""
+
+    decision = forms.ChoiceField(choices=[("", "undecided"), ("pay", "paid: I sent it"), ("reject", "reject it")],
+                                 required=False)
+
+    class Meta:
+        model = Withdrawal
+        fields = ("payout_reference", "reason")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == "pay" and not (data.get("payout_reference") or "").strip():
+            raise forms.ValidationError("a payment needs its payout reference (the transaction hash)")
+        if data.get("decision") == "reject" and not (data.get("reason") or "").strip():
+            raise forms.ValidationError("say why it is rejected: the miner sees the reason")
+        return data
+
+
+@admin.register(Withdrawal)
+class WithdrawalAdmin(admin.ModelAdmin):
+    """Miners' payout requests: each was held on the miner's account when it was asked for;
+    paying posts the WITHDRAWAL, rejecting gives the hold back. Each moves the ledger once."""
+
+    form = WithdrawalDecisionForm
+    list_display = ("created_at", "miner", "amount_wei", "address", "status", "payout_reference", "decided_by")
+    list_filter = ("status",)
+    search_fields = ("miner__name", "address", "payout_reference")
+    readonly_fields = ("miner", "amount_wei", "address", "status", "created_at", "decided_at", "decided_by")
+
+    def get_fields(self, request, obj=None):
+        fields = ["miner", "amount_wei", "address", "status", "created_at", "decided_at", "decided_by",
+                  "payout_reference", "reason"]
+        return fields + ["decision"] if obj is not None and obj.status == Withdrawal.Status.REQUESTED else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.status != Withdrawal.Status.REQUESTED:
+            return [*self.readonly_fields, "payout_reference", "reason"]  # decided: history
+        return self.readonly_fields
+
+    def has_add_permission(self, request):
+        return False  # miners ask; staff decide
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        decision = form.cleaned_data.get("decision")
+        try:
+            if decision == "pay":
+                withdrawal_pay(withdrawal=obj, payout_reference=form.cleaned_data["payout_reference"],
+                               decided_by=request.user)
+            elif decision == "reject":
+                withdrawal_reject(withdrawal=obj, reason=form.cleaned_data["reason"], decided_by=request.user)
+        except ApiError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)

@@ -36,3 +36,13 @@ class ConcurrentJobLimit(ApiError):
 
     status = 429
     code = "concurrent_job_limit"
+
+
+class WithdrawalRefused(ApiError):
+    status = 422
+    code = "withdrawal_refused"
+
+
+class WithdrawalDecided(ApiError):
+    status = 409
+    code = "withdrawal_decided"

@@ -47,6 +47,7 @@ class PricingPolicy(models.Model):
     )
     platform_fee_bps = models.PositiveIntegerField(default=1000, help_text="the platform's share of each charge, 10000 = 100%")
     minimum_charge_wei = WeiField(default=0, help_text="no job costs less than this")
+    minimum_withdrawal_wei = WeiField(default=0, help_text="the least a miner may ask to withdraw at a time")
     note = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     created_by = models.ForeignKey(
@@ -135,6 +136,7 @@ class LedgerTransaction(models.Model):
     class Kind(models.TextChoices):
         DEPOSIT = "deposit"
         WITHDRAWAL = "withdrawal"
+        HOLD = "hold"  # a miner's withdrawal, held until staff pay or reject it
         RESERVE = "reserve"
         RELEASE = "release"
         SETTLE = "settle"
@@ -184,3 +186,28 @@ class LedgerAdjustment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} of {self.amount_wei} wei to {self.customer}"
+
+
+class Withdrawal(models.Model):
+    """A miner's request to be paid out: held on its account at once, then paid or rejected by staff."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested"
+        PAID = "paid"
+        REJECTED = "rejected"
+
+    miner = models.ForeignKey("marketplace.Miner", on_delete=models.PROTECT, related_name="withdrawals")
+    amount_wei = WeiField()
+    address = models.CharField(max_length=42, help_text="where to send it: an Ethereum address")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.REQUESTED, db_index=True)
+    payout_reference = models.CharField(max_length=200, blank=True, help_text="the transfer staff made (a tx hash)")
+    reason = models.CharField(max_length=300, blank=True, help_text="why it was rejected")
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"withdrawal of {self.amount_wei} wei by {self.miner}"

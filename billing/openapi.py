@@ -25,3 +25,23 @@ class AccountSerializer(serializers.Serializer):
     balance = serializers.CharField(**WEI)
     reserved = serializers.CharField(**WEI)
     available = serializers.CharField(**WEI)
+
+
+class WithdrawalRequestSerializer(serializers.Serializer):
+    amount_wei = serializers.RegexField(r"^\d{1,78}$", help_text="wei, as a decimal string")
+    address = serializers.CharField(max_length=42, help_text="an Ethereum address: 0x and 40 hex digits")
+
+
+class WithdrawalSerializer(serializers.Serializer):
+    withdrawal_id = serializers.IntegerField()
+    amount_wei = serializers.CharField(**WEI)
+    address = serializers.CharField()
+    status = serializers.CharField(help_text="requested (held on your account), paid or rejected")
+    payout_reference = serializers.CharField(allow_null=True)
+    reason = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class WithdrawalListSerializer(serializers.Serializer):
+    withdrawals = WithdrawalSerializer(many=True)

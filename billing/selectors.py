@@ -12,6 +12,7 @@ from billing.models import (
     LedgerEntry,
     LedgerTransaction,
     PricingPolicy,
+    Withdrawal,
 )
 
 # How long a process keeps the current policy before reading it again. A version
@@ -81,8 +82,9 @@ STATEMENT_KINDS = {
     LedgerTransaction.Kind.REFUND: "refund",
     LedgerTransaction.Kind.WITHDRAWAL: "withdrawal",
 }
-# ... and from a miner's: a settlement pays it
-MINER_STATEMENT_KINDS = {**STATEMENT_KINDS, LedgerTransaction.Kind.SETTLE: "payout"}
+# ... and from a miner's: a settlement pays it, a hold keeps a withdrawal until staff decide
+MINER_STATEMENT_KINDS = {**STATEMENT_KINDS, LedgerTransaction.Kind.SETTLE: "payout",
+                         LedgerTransaction.Kind.HOLD: "withdrawal_hold"}
 
 
 def account_statement(*, account: Account | None, limit: int, before: int | None = None,
@@ -117,3 +119,21 @@ def account_statement(*, account: Account | None, limit: int, before: int | None
             "created_at": posting["created_at"],
         })
     return rows, (page[-1]["pk"] if more else None)
+
+
+def withdrawal_fields(withdrawal) -> dict:
+    """A withdrawal as its miner sees it (the API and the dashboard)."""
+    return {
+        "withdrawal_id": withdrawal.pk,
+        "amount_wei": str(withdrawal.amount_wei),
+        "address": withdrawal.address,
+        "status": withdrawal.status,
+        "payout_reference": withdrawal.payout_reference or None,
+        "reason": withdrawal.reason or None,
+        "created_at": withdrawal.created_at,
+        "decided_at": withdrawal.decided_at,
+    }
+
+
+def miner_withdrawals(*, miner, limit: int = 100) -> list[Withdrawal]:
+    return list(Withdrawal.objects.filter(miner=miner).order_by("-pk")[:limit])

@@ -6,11 +6,13 @@ reads a Job, calls these, and writes the Job's own money columns.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
+from django.utils import timezone
 
 from billing import ledger
 from billing.exceptions import (
@@ -20,9 +22,11 @@ from billing.exceptions import (
     KeyBudgetExceeded,
     PriceAboveMaximum,
     SpendCapExceeded,
+    WithdrawalDecided,
+    WithdrawalRefused,
 )
 from billing.ledger import EXTERNAL, PLATFORM, KeyMove, Move, customer_owner, miner_owner
-from billing.models import Account, KeySpend, LedgerAdjustment, LedgerTransaction, PricingPolicy
+from billing.models import Account, KeySpend, LedgerAdjustment, LedgerTransaction, PricingPolicy, Withdrawal
 from billing.selectors import pricing_policy_current, pricing_policy_forget, pricing_policy_remember, pricing_policy_version
 
 SETTLED, RELEASED = "settled", "released"
@@ -366,3 +370,59 @@ def _adjust(*, customer, kind: str, amount: int, reason: str, created_by=None, j
     adjustment.save(update_fields=["transaction"])
     return adjustment
 
+
+
+# --- withdrawals ---------------------------------------------------------------------------
+
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def withdrawal_request(*, miner, amount: int, address: str) -> Withdrawal:
+    """Hold ``amount`` of the miner's available earnings for a payout to ``address``, or refuse
+    and hold nothing. The hold is one conditional statement on the miner's row: requests at
+    once never hold more than is available."""
+    if not ADDRESS.match(address or ""):
+        raise WithdrawalRefused("address must be an Ethereum address: 0x and 40 hex digits")
+    minimum = int(pricing_policy_current().minimum_withdrawal_wei)
+    if not max(minimum, 1) <= amount <= MAX_ADJUSTMENT_WEI:
+        raise WithdrawalRefused(f"amount_wei must be at least {max(minimum, 1)} wei (the policy's minimum)"
+                                f" and at most {MAX_ADJUSTMENT_WEI}")
+    with transaction.atomic():
+        withdrawal = Withdrawal.objects.create(miner=miner, amount_wei=amount, address=address)
+        ledger.post(kind=LedgerTransaction.Kind.HOLD, key=f"withdrawal-hold:{withdrawal.pk}",
+                    memo=f"withdrawal {withdrawal.pk} to {address}",
+                    moves=[Move(miner_owner(miner.pk), available=-amount, reserved=amount)])
+    return withdrawal
+
+
+def withdrawal_pay(*, withdrawal: Withdrawal, payout_reference: str, decided_by=None) -> Withdrawal:
+    """Staff sent the money: the hold leaves the marketplace (a WITHDRAWAL to the outside world)."""
+    if not payout_reference.strip():
+        raise WithdrawalRefused("say which transfer paid it: the payout reference (a transaction hash)")
+    amount = int(withdrawal.amount_wei)
+    return _withdrawal_decide(withdrawal, Withdrawal.Status.PAID, decided_by, dict(payout_reference=payout_reference),
+                              kind=LedgerTransaction.Kind.WITHDRAWAL, memo=payout_reference,
+                              moves=[Move(miner_owner(withdrawal.miner_id), reserved=-amount),
+                                     Move(EXTERNAL, available=amount)])
+
+
+def withdrawal_reject(*, withdrawal: Withdrawal, reason: str, decided_by=None) -> Withdrawal:
+    """Staff will not pay it: the hold goes back to the miner's available earnings."""
+    amount = int(withdrawal.amount_wei)
+    return _withdrawal_decide(withdrawal, Withdrawal.Status.REJECTED, decided_by, dict(reason=reason[:300]),
+                              kind=LedgerTransaction.Kind.RELEASE, memo=reason[:300],
+                              moves=[Move(miner_owner(withdrawal.miner_id), available=amount, reserved=-amount)])
+
+
+def _withdrawal_decide(withdrawal: Withdrawal, status: str, decided_by, fields: dict, *, kind: str, memo: str,
+                       moves: list) -> Withdrawal:
+    """The request's row is the claim: of two staff deciding at once, one moves the money."""
+    with transaction.atomic():
+        decided = Withdrawal.objects.filter(pk=withdrawal.pk, status=Withdrawal.Status.REQUESTED).update(
+            status=status, decided_at=timezone.now(), decided_by=decided_by, **fields)
+        if decided != 1:
+            raise WithdrawalDecided(f"withdrawal {withdrawal.pk} was decided already")
+        ledger.post(kind=kind, key=f"withdrawal-{status}:{withdrawal.pk}", memo=memo, created_by=decided_by,
+                    moves=moves)
+    withdrawal.refresh_from_db()
+    return withdrawal

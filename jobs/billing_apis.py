@@ -1,5 +1,6 @@
-"""What customers and miners are billed and paid, read from their jobs (B3IQ): a job's bill,
-usage by day, a job's signed receipt, and a miner's earnings. The account itself is billing's."""
+"""What customers and miners are billed and paid (B3IQ): a job's bill, usage by day, a job's signed
+receipt; a miner's earnings, statement and withdrawals (with a node token). The customer's
+account itself is billing's."""
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -8,14 +9,21 @@ from rest_framework.views import APIView
 
 from billing.apis import statement_answer
 from billing.ledger import account_for_miner
-from billing.openapi import StatementSerializer
-from billing.selectors import MINER_STATEMENT_KINDS
+from billing.openapi import (
+    StatementSerializer,
+    WithdrawalListSerializer,
+    WithdrawalRequestSerializer,
+    WithdrawalSerializer,
+)
+from billing.selectors import MINER_STATEMENT_KINDS, miner_withdrawals, withdrawal_fields
+from billing.services import withdrawal_request
 from jobs.apis import parse_day_range
 from jobs.exceptions import JobNotFound
 from jobs.openapi import DAY_PARAMETERS, EarningsSerializer, JobBillSerializer, ReceiptSerializer, UsageSerializer
 from jobs.selectors import job_get_for_customer, job_with_receipt_for_customer, miner_earnings, usage_by_day
 from jobs.serializers import job_billing
 from marketplace.openapi import PAGE_PARAMETERS
+from marketplace.times import iso_time
 from nodes.services import node_from_token
 
 
@@ -77,6 +85,36 @@ class MinerTransactionsApi(APIView):
     def get(self, request):
         miner = node_from_token(headers=request.headers).miner
         return statement_answer(request, account_for_miner(miner), kinds=MINER_STATEMENT_KINDS)
+
+
+def _withdrawal_answer(withdrawal) -> dict:
+    fields = withdrawal_fields(withdrawal)
+    return {**fields, "created_at": iso_time(fields["created_at"]), "decided_at": iso_time(fields["decided_at"])}
+
+
+class MinerWithdrawalsApi(APIView):
+    """A miner asks to be paid its available earnings (held at once, until staff pay or reject
+    it) and reads its requests: authenticated with any of its nodes' tokens."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(operation_id="miners_withdrawals_list", responses=WithdrawalListSerializer,
+                   auth=[{"nodeToken": []}])
+    def get(self, request):
+        miner = node_from_token(headers=request.headers).miner
+        return Response({"withdrawals": [_withdrawal_answer(w) for w in miner_withdrawals(miner=miner)]})
+
+    @extend_schema(operation_id="miners_withdrawals_create", request=WithdrawalRequestSerializer,
+                   responses={201: WithdrawalSerializer}, auth=[{"nodeToken": []}])
+    def post(self, request):
+        miner = node_from_token(headers=request.headers).miner  # before the body is read
+        body = WithdrawalRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        withdrawal = withdrawal_request(miner=miner, amount=int(body.validated_data["amount_wei"]),
+                                        address=body.validated_data["address"])
+        return Response(_withdrawal_answer(withdrawal), status=201)
 
 
 class MinerEarningsApi(APIView):

@@ -1,7 +1,14 @@
 from django.urls import path
 
 from jobs.apis import JobDetailApi, JobDownloadApi, JobHistoryApi, JobListCreateApi
-from jobs.billing_apis import BillingJobApi, BillingUsageApi, MinerEarningsApi, MinerTransactionsApi, ReceiptApi
+from jobs.billing_apis import (
+    BillingJobApi,
+    BillingUsageApi,
+    MinerEarningsApi,
+    MinerTransactionsApi,
+    MinerWithdrawalsApi,
+    ReceiptApi,
+)
 
 urlpatterns = [
     path("jobs", JobListCreateApi.as_view(), name="jobs"),
@@ -14,4 +21,5 @@ urlpatterns = [
     path("receipts/<id:receipt_hash>", ReceiptApi.as_view(), name="receipt"),
     path("miners/earnings", MinerEarningsApi.as_view(), name="miner-earnings"),
     path("miners/transactions", MinerTransactionsApi.as_view(), name="miner-transactions"),
+    path("miners/withdrawals", MinerWithdrawalsApi.as_view(), name="miner-withdrawals"),
 ]

@@ -42,6 +42,12 @@ class NodePriceForm(forms.Form):
     )
 
 
+class WithdrawalForm(forms.Form):
+    amount_wei = forms.RegexField(regex=r"^\d{1,78}$", label="Amount (wei)",
+                                  error_messages={"invalid": "a whole number of wei"})
+    address = forms.CharField(label="To address", max_length=42, help_text="0x and 40 hex digits")
+
+
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(label="Name", max_length=100, required=False,
                            help_text="To tell your keys apart, e.g. the machine that uses it.")

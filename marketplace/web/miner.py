@@ -11,9 +11,10 @@ from django.views.decorators.http import require_GET, require_POST
 from jobs.selectors import miner_earnings
 from marketplace.web.access import miner_required
 from marketplace.web.charts import daily_wei_chart
-from billing.selectors import pricing_policy_current
-from billing.services import node_rate, price_bounds
-from marketplace.web.forms import NodePriceForm
+from billing.selectors import miner_withdrawals, pricing_policy_current, withdrawal_fields
+from billing.services import node_rate, price_bounds, withdrawal_request
+from marketplace.errors import ApiError
+from marketplace.web.forms import NodePriceForm, WithdrawalForm
 from nodes.models import EnrollmentToken, Node
 from nodes.selectors import miner_nodes_overview
 from nodes.services import enrollment_token_create, enrollment_token_revoke, node_price_set, runnode_command
@@ -34,7 +35,7 @@ def _with_prices(rows: list[dict], price_error: dict) -> list[dict]:
     return rows
 
 
-def _page(request, miner, issued=None, price_error=None, status=200):
+def _page(request, miner, issued=None, price_error=None, status=200, withdrawal_form=None, withdrawal_error=""):
     now = timezone.now()
     earnings = miner_earnings(miner=miner, start=now - timedelta(days=CHART_DAYS))
     tokens = EnrollmentToken.objects.filter(miner=miner, used_at__isnull=True, revoked_at__isnull=True,
@@ -42,6 +43,9 @@ def _page(request, miner, issued=None, price_error=None, status=200):
     return render(request, "web/miner.html", {
         "miner": miner,
         "nodes": _with_prices(miner_nodes_overview(miner=miner), price_error or {}),
+        "withdrawals": [withdrawal_fields(w) for w in miner_withdrawals(miner=miner, limit=20)],
+        "withdrawal_form": withdrawal_form or WithdrawalForm(),
+        "withdrawal_error": withdrawal_error,
         "tokens": tokens,
         "earnings": earnings,
         "chart": daily_wei_chart(title="Earnings per day", days=CHART_DAYS, today=now.date(),
@@ -75,6 +79,20 @@ def node_price(request, miner, node_id: str):
     if not form.is_valid():
         return _page(request, miner, price_error={node.public_id: form.errors["price_per_second_wei"][0]}, status=400)
     node_price_set(node=node, price_wei=int(form.cleaned_data["price_per_second_wei"]))
+    return redirect("miner")
+
+
+@require_POST
+@miner_required
+def withdrawal_create(request, miner):
+    form = WithdrawalForm(request.POST)
+    if not form.is_valid():
+        return _page(request, miner, withdrawal_form=form, status=400)
+    try:
+        withdrawal_request(miner=miner, amount=int(form.cleaned_data["amount_wei"]),
+                           address=form.cleaned_data["address"])
+    except ApiError as exc:  # not enough available, under the minimum, not an address
+        return _page(request, miner, withdrawal_form=form, withdrawal_error=exc.detail, status=exc.status)
     return redirect("miner")
 
 

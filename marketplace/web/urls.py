@@ -16,5 +16,6 @@ urlpatterns = [
     path("miner/", miner.miner_home, name="miner"),
     path("miner/tokens/", miner.token_create, name="miner-token-create"),
     path("miner/nodes/<id:node_id>/price/", miner.node_price, name="miner-node-price"),
+    path("miner/withdrawals/", miner.withdrawal_create, name="miner-withdrawal-create"),
     path("miner/tokens/<int:token_id>/revoke/", miner.token_revoke, name="miner-token-revoke"),
 ]

@@ -236,6 +236,23 @@ def test_a_completed_job_is_billed_and_its_receipt_verifies_with_the_nodes_key(m
     assert int(receipt["receipt"]["duration_ms"]) >= 1000
 
 
+def test_a_job_is_charged_all_the_time_its_node_signed_at_its_nodes_rate_whatever_its_quote(market):
+    """The bug issue 13 opened with: the reservation was the quote, so a job that ran longer than
+    its model's median was charged the quote. Warmed with short runs, sleep's median is short."""
+    for _ in range(3):
+        market.wait(market.submit({"model": "sleep", "input": {"seconds": 0.2}}))
+    submitted = requests.post(f"{market.url}/v1/jobs", headers=market.headers(), timeout=10, json={
+        "model": "sleep", "input": {"seconds": 3}, "timeout_seconds": 60}).json()
+    job = market.wait(submitted["job_id"])
+    assert job["status"] == "completed", job
+    receipt = requests.get(f"{market.url}{job['receipt']['url']}", headers=market.headers(), timeout=10).json()
+    duration_ms = int(receipt["receipt"]["duration_ms"])
+    rate = 1_000_000_000  # the default policy's CPU rate, which the local agent (no price of its own) charges
+    bill = job["billing"]
+    assert bill["quoted_price_wei"] == submitted["estimated_cost_wei"], "the quote is unchanged"
+    assert int(bill["charged_price_wei"]) == duration_ms * rate // 1000 > int(bill["quoted_price_wei"])
+
+
 def test_the_private_cli_seals_a_prompt_runs_it_and_prints_the_opened_result(market, tmp_path):
     """The command a customer runs: pinned keys, a sealed prompt, the real workers, the opened answer."""
     pins = tmp_path / "known_nodes.json"

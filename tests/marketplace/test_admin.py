@@ -31,6 +31,7 @@ def test_publishing_a_pricing_version_keeps_the_old_one_and_the_next_quote_uses_
         "model_base_prices_wei": "{}",
         "platform_fee_bps": "1000",
         "minimum_charge_wei": "0",
+        "minimum_withdrawal_wei": "0",
         "note": "cheaper CPU",
     })
     assert response.status_code == 302, response.content
@@ -146,7 +147,8 @@ def test_staff_set_node_price_bounds_and_a_malformed_one_is_a_form_error(staff):
     form = {
         "gpu_rates_wei": json.dumps({"cpu": "3"}), "default_rate_wei": "5",
         "priority_multipliers_bps": json.dumps({"normal": 10000}), "default_expected_seconds": "10",
-        "model_base_prices_wei": "{}", "platform_fee_bps": "1000", "minimum_charge_wei": "0", "note": "bounds",
+        "model_base_prices_wei": "{}", "platform_fee_bps": "1000", "minimum_charge_wei": "0", "minimum_withdrawal_wei": "0",
+        "note": "bounds",
     }
     for bad in ('{"h100": ["400", "200"]}', '{"h100": "200"}', '{"h100": ["-1", "5"]}', '["200", "400"]'):
         page = staff.post("/admin/billing/pricingpolicy/add/", {**form, "node_price_bounds_wei": bad})

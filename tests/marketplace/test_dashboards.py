@@ -265,3 +265,21 @@ def test_a_miner_sets_a_nodes_price_and_sees_what_it_charges_within_the_policy(t
                                      {"price_per_second_wei": "1"}).status_code == 404, "only its own miner"
     node.refresh_from_db()
     assert int(node.price_per_second_wei) == 999999
+
+
+def test_a_miner_asks_for_a_withdrawal_on_the_dashboard_and_sees_its_state(two_miners):
+    from billing.ledger import EXTERNAL, Move, miner_owner, post
+    from billing.models import Withdrawal
+
+    mia, _ = two_miners
+    post(kind="deposit", key="earned", moves=[Move(miner_owner(mia.pk), available=5000), Move(EXTERNAL, available=-5000)])
+    client = signed_in(mia.user)
+    address = "0x" + "cd" * 20
+    assert client.post("/miner/withdrawals/", {"amount_wei": "3000", "address": address}).status_code == 302
+    page = client.get("/miner/").content.decode()
+    table = page.split('id="withdrawals"')[1].split("</table>")[0]
+    assert address in table and "requested" in table
+    refused = client.post("/miner/withdrawals/", {"amount_wei": "3000", "address": address})
+    assert refused.status_code == 402 and "not enough available balance" in refused.content.decode()
+    assert client.post("/miner/withdrawals/", {"amount_wei": "x", "address": "nope"}).status_code == 400
+    assert Withdrawal.objects.filter(miner=mia).count() == 1
