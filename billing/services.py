@@ -51,7 +51,9 @@ class Quote:
 
 
 def _gpu_class(gpu_type: str, gpu_count: int) -> str:
-    return "cpu" if gpu_count == 0 or not gpu_type else gpu_type
+    """The key a class is priced under: "cpu" without a GPU; a GPU type not listed takes the
+    policy's default rate and has no bounds."""
+    return "cpu" if gpu_count == 0 else gpu_type
 
 
 def _rate(policy: PricingPolicy, gpu_type: str, gpu_count: int) -> int:
@@ -90,13 +92,6 @@ def price_at(*, policy: PricingPolicy, model: str, rate_wei: int, gpu_count: int
     time_price = int(rate_wei) * max(gpu_count, 1) * max(duration_ms, 0) * multiplier // (1000 * 10000)
     base = int((policy.model_base_prices_wei or {}).get(model, 0))
     return max(int(policy.minimum_charge_wei), base + time_price)
-
-
-def price_for(*, policy: PricingPolicy, model: str, gpu_type: str, gpu_count: int, priority: str,
-              duration_ms: int) -> int:
-    """The price at the policy's own rate for the class the job asked for."""
-    return price_at(policy=policy, model=model, rate_wei=_rate(policy, gpu_type, gpu_count), gpu_count=gpu_count,
-                    priority=priority, duration_ms=duration_ms)
 
 
 def quote_job(*, model: str = "", gpu_type: str, gpu_count: int, priority: str, expected_seconds: int,
@@ -369,7 +364,6 @@ def _adjust(*, customer, kind: str, amount: int, reason: str, created_by=None, j
     )
     adjustment.save(update_fields=["transaction"])
     return adjustment
-
 
 
 # --- withdrawals ---------------------------------------------------------------------------

@@ -34,6 +34,10 @@ def job_funds_reserve(*, job: Job) -> None:
                   posting_key=f"reserve:{job.pk}", month=month_of(job.created_at), job_id=job.pk)
 
 
+# what a node's clock may run ahead of ours over one job (its duration is its own monotonic clock)
+RECEIPT_CLOCK_SLACK_MS = 1000
+
+
 def _job_rate(job: Job) -> int:
     """The rate its bill is charged at: its node's at assignment; before that (or for a job given
     out before nodes had prices) the policy's rate for the class it asked for."""
@@ -69,7 +73,12 @@ def _ran_for_customer_ms(job: Job) -> int | None:
     if job.node_id is None:
         return None
     if job.receipt_verified and job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
-        return int(((job.receipt or {}).get("body") or {}).get("duration_ms", "0") or 0)
+        signed_ms = int(((job.receipt or {}).get("body") or {}).get("duration_ms", "0") or 0)
+        if job.assigned_at is None:
+            return signed_ms
+        # a node cannot have run it longer than it has had it: a signed duration past that is not paid
+        held_ms = int((timezone.now() - job.assigned_at).total_seconds() * 1000) + RECEIPT_CLOCK_SLACK_MS
+        return min(signed_ms, held_ms)
     stopped_here = job.status == JobStatus.CANCELLED or (
         job.status == JobStatus.FAILED and job.error_code in (TIMED_OUT, BUDGET_EXHAUSTED))
     if stopped_here and job.started_at is not None:

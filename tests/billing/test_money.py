@@ -343,3 +343,14 @@ def test_a_job_cancelled_while_it_ran_is_charged_the_time_it_ran_and_one_cancell
     queued.refresh_from_db()
     assert (queued.billing_status, int(queued.charged_price_wei)) == ("released", 0)
     assert account(alice)[1] == 0 and conservation_holds()
+
+
+def test_a_node_is_not_paid_for_more_time_than_it_has_had_the_job(alice, alice_api, echo_node):
+    from datetime import timedelta
+
+    job = Job.objects.get(public_id=submit(alice_api, timeout_seconds=600).json()["job_id"])
+    Job.objects.filter(pk=job.pk).update(assigned_at=timezone.now() - timedelta(seconds=5))
+    job.refresh_from_db()
+    job = complete(job, echo_node, duration_ms=500_000)  # it signs 500 s after having it for 5
+    assert 100 + RATE * 5 <= int(job.charged_price_wei) <= 100 + RATE * 7
+    assert conservation_holds()

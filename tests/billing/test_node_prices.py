@@ -5,7 +5,10 @@ reservation its whole timeout on the dearest; the scheduler gives it to the chea
 node with a free slot, never to one its reservation does not cover, and records that
 node's rate on the attempt; the charge is the node-signed time at that rate.
 """
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from billing.ledger import account_for_miner, conservation_holds
 from billing.services import pricing_policy_publish
@@ -46,6 +49,8 @@ def test_the_cheaper_node_runs_the_job_and_its_price_is_the_bill(alice_api):
     assert int(job.attempts.get().rate_wei_per_second) == 300_000, "the rate at assignment is kept on the attempt"
     # the miner changes the price while it runs: the job keeps the rate it was given at
     type(cheap).objects.filter(pk=cheap.pk).update(price_per_second_wei=390_000)
+    Job.objects.filter(pk=job.pk).update(assigned_at=timezone.now() - timedelta(seconds=25))  # it ran 20 s of 25
+    job.refresh_from_db()
     job = complete(job, cheap, duration_ms=20_000)
     assert int(job.charged_price_wei) == 300_000 * 20
     assert int(account_for_miner(cheap.miner).available_wei) == 300_000 * 20 * 9 // 10
