@@ -78,7 +78,10 @@ def node_price(request, miner, node_id: str):
     form = NodePriceForm(request.POST)
     if not form.is_valid():
         return _page(request, miner, price_error={node.public_id: form.errors["price_per_second_wei"][0]}, status=400)
-    node_price_set(node=node, price_wei=int(form.cleaned_data["price_per_second_wei"]))
+    try:
+        node_price_set(node=node, price_wei=int(form.cleaned_data["price_per_second_wei"]))
+    except ValueError as exc:  # above the most a node may ask
+        return _page(request, miner, price_error={node.public_id: str(exc)}, status=400)
     return redirect("miner")
 
 

@@ -259,8 +259,9 @@ def test_a_miner_sets_a_nodes_price_and_sees_what_it_charges_within_the_policy(t
     row = client.get("/miner/").content.decode().split(f'id="node-{node.public_id}"')[1].split("</tr>")[0]
     assert "charges 400000" in row, "held at the policy's ceiling"
 
-    refused = client.post(f"/miner/nodes/{node.public_id}/price/", {"price_per_second_wei": "-5"})
-    assert refused.status_code == 400 and "a whole number of wei" in refused.content.decode()
+    for bad in ("-5", "1e9", "9" * 31, "9" * 400):
+        refused = client.post(f"/miner/nodes/{node.public_id}/price/", {"price_per_second_wei": bad})
+        assert refused.status_code == 400 and "whole number of wei" in refused.content.decode(), bad
     assert signed_in(max_.user).post(f"/miner/nodes/{node.public_id}/price/",
                                      {"price_per_second_wei": "1"}).status_code == 404, "only its own miner"
     node.refresh_from_db()
