@@ -10,6 +10,10 @@ from marketplace.web.login_throttle import login_locks_lift
 
 User = get_user_model()
 admin.site.unregister(User)
+# the console names the marketplace, not the framework
+admin.site.site_header = "Inference marketplace: staff console"
+admin.site.site_title = "Marketplace staff"
+admin.site.index_title = "Customers, miners, nodes, jobs and money"
 
 
 @admin.register(User)

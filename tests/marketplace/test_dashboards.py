@@ -284,3 +284,47 @@ def test_a_miner_asks_for_a_withdrawal_on_the_dashboard_and_sees_its_state(two_m
     assert refused.status_code == 402 and "not enough available balance" in refused.content.decode()
     assert client.post("/miner/withdrawals/", {"amount_wei": "x", "address": "nope"}).status_code == 400
     assert Withdrawal.objects.filter(miner=mia).count() == 1
+
+
+def test_model_names_render_as_names_not_letters_in_the_list_and_on_the_job_page(two_customers):
+    """``model|default:containers|join`` joined a model name's letters: "t, o, k, e, n, s"."""
+    alice, _ = two_customers
+    by_model = job_for(alice, model="tokens")
+    chain = job_for(alice, model="", containers=["tokens", "echo"])
+    client = signed_in(alice.user)
+    listing = client.get("/dashboard/").content.decode()
+    for page in (listing, client.get(f"/dashboard/jobs/{by_model.public_id}/").content.decode()):
+        assert ">tokens<" in page and "t, o, k" not in page
+    assert "tokens, echo" in listing and "tokens, echo" in client.get(f"/dashboard/jobs/{chain.public_id}/").content.decode()
+
+
+def _luminance(hex_colour: str) -> float:
+    channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_the_focus_ring_keeps_3_to_1_and_streamed_output_is_not_read_token_by_token(two_customers):
+    import re
+    from pathlib import Path
+
+    css = (Path(__file__).resolve().parents[2] / "marketplace/static/marketplace/site.css").read_text()
+    colours = dict(re.findall(r"--(\w+):\s*(#[0-9a-fA-F]{6})", css))
+    ring = re.search(r":focus-visible\s*{\s*outline:\s*\S+\s+solid\s+(\S+?);", css).group(1)
+    ring = colours[ring[6:-1]] if ring.startswith("var(") else ring
+    for background in (colours["bg"], colours["soft"]):
+        lighter, darker = sorted((_luminance(ring), _luminance(background)), reverse=True)
+        assert (lighter + 0.05) / (darker + 0.05) >= 3, (ring, background)
+
+    alice, _ = two_customers
+    page = signed_in(alice.user).get(f"/dashboard/jobs/{job_for(alice).public_id}/").content.decode()
+    assert 'id="output" aria-live' not in page and '<pre id="output">' in page
+    assert 'id="job-status" data-status="queued" aria-live="polite"' in page
+
+
+def test_the_staff_console_names_the_marketplace(db):
+    get_user_model().objects.create_superuser("root", "root@example.invalid", "pw")
+    client = Client()
+    client.login(username="root", password="pw")
+    page = client.get("/admin/").content.decode()
+    assert "Inference marketplace: staff console" in page and "Django administration" not in page
