@@ -20,7 +20,7 @@ from marketplace.errors import ApiError
 
 @admin.register(PricingPolicy)
 class PricingPolicyAdmin(admin.ModelAdmin):
-    list_display = ("version", "note", "platform_fee_bps", "created_at", "created_by")
+    list_display = ("version", "current", "note", "platform_fee_bps", "created_at", "created_by")
     fields = ("gpu_rates_wei", "default_rate_wei", "node_price_bounds_wei", "priority_multipliers_bps",
               "default_expected_seconds", "model_base_prices_wei", "platform_fee_bps", "minimum_charge_wei",
               "minimum_withdrawal_wei", "note")
@@ -31,6 +31,14 @@ class PricingPolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        # a published version opens read-only, with no save button to say "changed successfully"
+        return obj is None and super().has_change_permission(request, obj)
+
+    @admin.display(boolean=True, description="current")
+    def current(self, obj) -> bool:
+        return obj.version == PricingPolicy.objects.order_by("-version").values_list("version", flat=True).first()
 
     def get_changeform_initial_data(self, request):
         latest = PricingPolicy.objects.order_by("-version").first()

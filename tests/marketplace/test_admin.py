@@ -158,3 +158,14 @@ def test_staff_set_node_price_bounds_and_a_malformed_one_is_a_form_error(staff):
     response = staff.post("/admin/billing/pricingpolicy/add/", {**form, "node_price_bounds_wei": '{"h100": ["2", "4"]}'})
     assert response.status_code == 302
     assert PricingPolicy.objects.get(note="bounds").node_price_bounds_wei == {"h100": ["2", "4"]}
+
+
+def test_a_published_pricing_version_opens_read_only_and_the_current_one_is_marked(staff):
+    pricing_policy_current()
+    first = PricingPolicy.objects.get()
+    page = staff.get(f"/admin/billing/pricingpolicy/{first.pk}/change/").content.decode()
+    assert 'name="_save"' not in page, "no save button on history"
+    posted = staff.post(f"/admin/billing/pricingpolicy/{first.pk}/change/", {"note": "edited"}, follow=True)
+    assert "changed successfully" not in posted.content.decode() and posted.status_code in (200, 403)
+    listing = staff.get("/admin/billing/pricingpolicy/").content.decode()
+    assert 'alt="True"' in listing, "the current version is marked"
