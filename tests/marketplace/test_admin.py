@@ -101,7 +101,9 @@ def test_staff_deposit_and_refund_with_a_reason_and_the_treasury_reconciles(staf
     deposit = LedgerAdjustment.objects.get(reason="wire transfer 42")
     assert deposit.created_by.username == "root" and deposit.transaction.memo == "wire transfer 42"
     page = staff.get("/admin/billing/account/treasury/").content.decode()
-    assert "<strong>balances</strong>" in page and str(before + 123456789012345678901234) in page
+    assert "<strong>balances</strong>" in page and str(before + 123456789012345678901234) in page  # the wei, on hover
+    assert "ETH</span>" in page, "amounts read in ether"
+    assert "/admin/billing/account/treasury/" in staff.get("/admin/").content.decode(), "linked from the index"
 
 
 @pytest.mark.parametrize("amount, said", [
