@@ -103,7 +103,9 @@ def miner_nodes_overview(*, miner) -> list[dict]:
         .annotate(
             running=Count("attempts", filter=Q(attempts__status="running")),
             served=Count("attempts", filter=Q(attempts__status="succeeded")),
-            failed=Count("attempts", filter=Q(attempts__status__in=("failed", "lost"))),
+            # the node's own failures only: an attempt lost (a crash, silence, a bad receipt); a
+            # container failing on a customer's input, a timeout or a cancel is not held against it
+            failed=Count("attempts", filter=Q(attempts__status="lost")),
         )
         .order_by("pk")
     )

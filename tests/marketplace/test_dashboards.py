@@ -199,7 +199,8 @@ def test_the_miner_dashboard_shows_only_the_miners_nodes_with_their_record(two_m
     mine = factories.node(owner=mia, models=("echo",), gpu_type="h100", gpu_count=2, vram_gb=80)
     theirs = factories.node(owner=max_, models=("echo",))
     offline = factories.node(owner=mia, models=("echo",), online=False)
-    for number, status in enumerate(("succeeded", "succeeded", "succeeded", "failed"), start=1):
+    # the node lost one; a customer's bad input failed one and a cancel ended one: only the loss is the node's
+    for number, status in enumerate(("succeeded", "succeeded", "succeeded", "lost", "failed", "cancelled"), start=1):
         job = job_for(alice, status=JobStatus.COMPLETED, node=mine, payout_price_wei=10**15, billing_status="settled",
                       completed_at=timezone.now())
         JobAttempt.objects.create(job=job, node=mine, number=1, status=status)
