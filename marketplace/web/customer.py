@@ -76,17 +76,24 @@ def job_new(request, customer):
     return render(request, "web/job_new.html", {"customer": customer, "form": form})
 
 
+ISSUED_KEY = "dashboard-issued-api-key"
+
+
 @require_http_methods(["GET", "POST"])
 @customer_required
 def api_keys(request, customer):
     form = ApiKeyCreateForm(request.POST or None)
-    issued = None
     if request.method == "POST" and form.is_valid():
-        # shown on this response only: the secret is stored hashed and cannot be shown again
-        issued = api_key_create(customer=customer, name=form.cleaned_data["name"] or "made on the dashboard")
-        form = ApiKeyCreateForm()
+        made = api_key_create(customer=customer, name=form.cleaned_data["name"] or "made on the dashboard")
+        # post, redirect, get: a reload does not make another key. The secret rides the
+        # server-side session to the next page only, which takes it out: shown once, then
+        # stored nowhere but as its hash
+        request.session[ISSUED_KEY] = made.secret
+        return redirect("dashboard-keys")
+    issued = request.session.pop(ISSUED_KEY, None)
     keys = ApiKey.objects.filter(customer=customer).order_by("-created_at")
-    return render(request, "web/api_keys.html", {"customer": customer, "form": form, "keys": keys, "issued": issued})
+    return render(request, "web/api_keys.html", {"customer": customer, "form": form, "keys": keys,
+                                                 "issued_secret": issued})
 
 
 @require_POST

@@ -127,7 +127,9 @@ def test_an_api_key_is_shown_once_works_and_can_be_revoked(two_customers):
     alice, bob = two_customers
     factories.api_client(bob)  # bob's key must not show on alice's page
     client = signed_in(alice.user)
-    page = client.post("/dashboard/keys/", {"name": "laptop"}).content.decode()
+    made = client.post("/dashboard/keys/", {"name": "laptop"})
+    assert made.status_code == 302, "post, redirect, get: a reload makes no second key"
+    page = client.get(made["Location"]).content.decode()
     key = ApiKey.objects.get(customer=alice, name="laptop")
     secret = page.split('data-testid="new-key" type="text" readonly value="')[1].split('"')[0]
     assert secret.startswith(key.prefix)
