@@ -331,3 +331,14 @@ def test_the_staff_console_names_the_marketplace(db):
     client.login(username="root", password="pw")
     page = client.get("/admin/").content.decode()
     assert "Inference marketplace: staff console" in page and "Django administration" not in page
+
+
+def test_revoking_a_key_or_a_token_asks_first(two_customers, two_miners):
+    alice, _ = two_customers
+    factories.api_client(alice)
+    page = signed_in(alice.user).get("/dashboard/keys/").content.decode()
+    assert 'data-confirm="Revoke key' in page and "marketplace/site.js" in page
+    mia, _ = two_miners
+    client = signed_in(mia.user)
+    client.post("/miner/tokens/")
+    assert 'data-confirm="Revoke token' in client.get("/miner/").content.decode()
