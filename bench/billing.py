@@ -2,8 +2,8 @@
 """The cost of money, two ways, on a fresh database (SQLite by default, PostgreSQL when
 DATABASE_URL is set), in-process (no HTTP server, no broker).
 
-1. Money pairs: each thread reserves a job's quote (``job_create_reserved``: insert the job,
-   hold the quote) and settles it (``job_transition`` to completed with a verified receipt:
+1. Money pairs: each thread reserves a job's worst case (``job_create_reserved``: insert the job,
+   hold the reservation) and settles it (``job_transition`` to completed with a verified receipt:
    charge, pay the miner, keep the fee, release the rest), over and over. Printed as
    reserve+settle pairs/s for N threads on one hot customer row and for N customers.
 2. Submits: job submits per second through the API with reservations, against the same

@@ -239,10 +239,11 @@ def test_a_completed_job_is_billed_and_its_receipt_verifies_with_the_nodes_key(m
 def test_a_job_is_charged_all_the_time_its_node_signed_at_its_nodes_rate_whatever_its_quote(market):
     """The bug issue 13 opened with: the reservation was the quote, so a job that ran longer than
     its model's median was charged the quote. Warmed with short runs, sleep's median is short."""
-    for _ in range(3):
-        market.wait(market.submit({"model": "sleep", "input": {"seconds": 0.2}}))
+    for _ in range(5):
+        market.wait(market.submit({"model": "sleep", "input": {"seconds": 0.1}}))
+    time.sleep(2.5)  # past the outlook a submit keeps (jobs.selectors.OUTLOOK_SECONDS): the quote sees them
     submitted = requests.post(f"{market.url}/v1/jobs", headers=market.headers(), timeout=10, json={
-        "model": "sleep", "input": {"seconds": 3}, "timeout_seconds": 60}).json()
+        "model": "sleep", "input": {"seconds": 4}, "timeout_seconds": 60}).json()
     job = market.wait(submitted["job_id"])
     assert job["status"] == "completed", job
     receipt = requests.get(f"{market.url}{job['receipt']['url']}", headers=market.headers(), timeout=10).json()
