@@ -69,13 +69,13 @@ def setup_database() -> tuple | None:
 def without_money():
     from jobs.services import submit
 
-    saved = submit.funds_reserve, submit.spending_check
-    submit.funds_reserve = lambda **kwargs: None
-    submit.spending_check = lambda **kwargs: None
+    # the reservation is the submit's one money step (jobs.services.money.job_funds_reserve)
+    saved = submit.job_funds_reserve
+    submit.job_funds_reserve = lambda **kwargs: None
     try:
         yield
     finally:
-        submit.funds_reserve, submit.spending_check = saved
+        submit.job_funds_reserve = saved
 
 
 def run(clients, submits: int, threads: int) -> float:
