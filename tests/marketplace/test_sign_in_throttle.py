@@ -19,6 +19,20 @@ from marketplace.web.login_throttle import client_address, login_locked_for
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def one_window(monkeypatch, settings):
+    """The counters' windows are fixed slices of the clock: a test that crossed a boundary would
+    see its counts start again. Each test here runs in the middle of one window."""
+    import time
+    import types
+
+    from marketplace.web import login_throttle
+
+    length = settings.LOGIN_FAILURE_WINDOW_SECONDS
+    middle = (time.time() // length) * length + length / 2
+    monkeypatch.setattr(login_throttle, "time", types.SimpleNamespace(time=lambda: middle, time_ns=time.time_ns))
+
+
 @pytest.fixture
 def alice(transactional_db):
     return get_user_model().objects.create_user("alice", password=PASSWORD)
