@@ -45,6 +45,19 @@ def all_cache_entries() -> dict:
     return {key: value for key, value in cache._cache.items()}  # LocMemCache: key -> pickled value
 
 
+@pytest.fixture(autouse=True)
+def one_window(monkeypatch):
+    """Rate limits count in fixed minutes and hours: a test that crossed a minute's end would
+    see its count start again. Each test here runs at one instant in the middle of a minute."""
+    import time
+    import types
+
+    from marketplace import throttles
+
+    middle = (time.time() // 60) * 60 + 30
+    monkeypatch.setattr(throttles, "time", types.SimpleNamespace(time=lambda: middle))
+
+
 @pytest.fixture
 def staff(client):
     get_user_model().objects.create_superuser("root", "root@example.invalid", "pw")
