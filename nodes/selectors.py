@@ -38,28 +38,32 @@ def node_offers_fitting(*, model: str, containers: list[str], gpu_type: str, gpu
                         min_vram_gb: float) -> list[tuple[str, int, int]]:
     """(gpu_type, gpu_count, asked price) of every approved node, online or not, that serves the
     job and meets its hardware: the nodes its quote and reservation must answer for."""
-    queryset = Node.objects.filter(approval=Node.Approval.APPROVED, gpu_count__gte=gpu_count)
-    if gpu_type:
-        queryset = queryset.filter(gpu_type=gpu_type)
-    if min_vram_gb:
-        queryset = queryset.filter(vram_gb__gte=min_vram_gb)
-    if not containers:
-        queryset = queryset.filter(model_map__has_key=model)
+    queryset = _meeting(Node.objects.filter(approval=Node.Approval.APPROVED), model=model, containers=containers,
+                        gpu_type=gpu_type, gpu_count=gpu_count, min_vram_gb=min_vram_gb)
     return [(node.gpu_type, node.gpu_count, int(node.price_per_second_wei))
             for node in queryset.only("gpu_type", "gpu_count", "price_per_second_wei", "containers", "model_map")
             if _serves(node, model, containers)]
 
 
-def node_candidates(*, model: str, containers: list[str], gpu_type: str, gpu_count: int, min_vram_gb: float,
-                    exclude: list[str]) -> list[Node]:
-    """Online approved nodes that serve the job and meet its hardware, least loaded first."""
-    queryset = nodes_online().exclude(public_id__in=exclude).filter(gpu_count__gte=gpu_count)
+def _meeting(queryset: QuerySet[Node], *, model: str, containers: list[str], gpu_type: str, gpu_count: int,
+             min_vram_gb: float) -> QuerySet[Node]:
+    """The nodes of ``queryset`` with the job's hardware, and its model when it names one (a
+    chain's containers are checked in Python: ``_serves``)."""
+    queryset = queryset.filter(gpu_count__gte=gpu_count)
     if gpu_type:
         queryset = queryset.filter(gpu_type=gpu_type)
     if min_vram_gb:
         queryset = queryset.filter(vram_gb__gte=min_vram_gb)
     if not containers:
         queryset = queryset.filter(model_map__has_key=model)
+    return queryset
+
+
+def node_candidates(*, model: str, containers: list[str], gpu_type: str, gpu_count: int, min_vram_gb: float,
+                    exclude: list[str]) -> list[Node]:
+    """Online approved nodes that serve the job and meet its hardware, least loaded first."""
+    queryset = _meeting(nodes_online().exclude(public_id__in=exclude), model=model, containers=containers,
+                        gpu_type=gpu_type, gpu_count=gpu_count, min_vram_gb=min_vram_gb)
     queryset = queryset.annotate(active=Count("attempts", filter=Q(attempts__status="running")))
     nodes = [n for n in queryset if _serves(n, model, containers)]
     return sorted(nodes, key=lambda n: (n.active / max(n.capacity, 1), n.pk))
