@@ -22,7 +22,7 @@ enrolled over the node socket. Everything started is removed at the end: process
 the broker queues and the Redis keys of the run's prefix.
 
 Usage: .venv/bin/python bench/dispatch.py [--jobs 200] [--concurrency 16] [--workers 2]
-       [--web runweb|runmarket] [--web-workers N] [--web-threads 4] [--pg-log PATH]
+       [--web runweb|runmarket] [--web-workers N] [--web-threads 4] [--history N] [--pg-log PATH]
 """
 from __future__ import annotations
 
@@ -140,6 +140,26 @@ class PostgresCounters:
         # new sessions of this database only: the servers are started after this
         self.conn.execute(f'ALTER DATABASE "{self.database}" SET log_statement = \'all\'')
         self.conn.execute(f'ALTER DATABASE "{self.database}" SET log_parameter_max_length = 0')
+
+    def add_history(self, admin_url: str, jobs: int) -> None:
+        """``jobs`` finished jobs on the bench node, copies of the first completed one: a marketplace
+        with a past. Per-job cost must not grow with it (a statement that scans a node's or a
+        model's whole history shows here)."""
+        import psycopg
+
+        url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{self.database}"))
+        with psycopg.connect(url, autocommit=True) as conn:
+            columns = [row[0] for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'jobs_job' "
+                "AND is_generated = 'NEVER' AND column_name NOT IN ('id', 'public_id', 'idempotency_key') "
+                "ORDER BY ordinal_position")]
+            names = ", ".join(f'"{c}"' for c in columns)
+            copied = ", ".join(f'j."{c}"' for c in columns)
+            conn.execute(
+                f"INSERT INTO jobs_job (public_id, {names}) SELECT 'history-' || g, {copied} "
+                f"FROM jobs_job j, generate_series(1, %s) g "
+                f"WHERE j.id = (SELECT min(id) FROM jobs_job WHERE status = 'completed')", (jobs,))
+            conn.execute("VACUUM ANALYZE jobs_job")
 
     def xacts(self) -> int:
         row = self.conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
@@ -468,6 +488,8 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=0, help="gunicorn workers (default: runweb's, CPUs)")
     parser.add_argument("--web-threads", type=int, default=4)
     parser.add_argument("--idle-seconds", type=float, default=5, help="background CPU and SQL with no jobs")
+    parser.add_argument("--history", type=int, default=0,
+                        help="finished jobs put in the database before measuring (services only)")
     parser.add_argument("--pg-log", default="/var/log/postgresql/postgresql-15-main.log")
     args = parser.parse_args()
 
@@ -477,11 +499,15 @@ def main() -> None:
         try:
             system.start()
             keys = system.customers(args.concurrency)
+            if args.history and system.pg:
+                system.pg.add_history(system.market.database[0], args.history)
             print(f"\ndispatch benchmark: {system.topology}")
             print(f"  load average before the run: {Path('/proc/loadavg').read_text().split()[0]}")
             print(f"  {'PostgreSQL + RabbitMQ + Redis' if system.services else 'embedded default (nothing set)'}; "
                   f"{os.cpu_count()} cores shared by the client, the servers and the services; "
                   f"started in {time.monotonic() - started:.1f}s")
+            if args.history and system.pg:
+                print(f"  history: {args.history} finished jobs in the database before the first phase")
             rest, stream, key = system.rest_url, system.stream_url, system.market.api_key
 
             def sequential(call):

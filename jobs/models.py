@@ -26,6 +26,8 @@ class JobStatus(models.TextChoices):
 
 TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED})
 ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.ASSIGNED, JobStatus.RUNNING})
+# given to a node and not finished: each holds one of its slots
+ON_NODE = frozenset({JobStatus.ASSIGNED, JobStatus.RUNNING})
 # the error_code of a job the marketplace stopped at its timeout (charged for the time it ran)
 TIMED_OUT = "timed_out"
 # ... and of one stopped when it had run all its reservation pays for (charged exactly the reservation)
@@ -96,11 +98,12 @@ class DelegatedSubscription(models.Model):
 
 class Job(models.Model):
     public_id = models.CharField(max_length=40, unique=True, default=_job_id, editable=False)
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="jobs")
+    # indexed by (customer, -id) and (customer, created_at) below
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="jobs", db_index=False)
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
 
     # what to run: a model (the marketplace picks the container) or an explicit chain
-    model = models.CharField(max_length=100, blank=True, db_index=True)
+    model = models.CharField(max_length=100, blank=True)
     containers = models.JSONField(default=list, blank=True)
     input = models.JSONField(null=True)
     output_config = models.JSONField(default=dict, blank=True)
@@ -119,7 +122,7 @@ class Job(models.Model):
     )
     timeout_seconds = models.PositiveIntegerField(default=DEFAULT_TIMEOUT_SECONDS)
 
-    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     status_reason = models.CharField(max_length=300, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
     node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
@@ -135,7 +138,7 @@ class Job(models.Model):
 
     # a private job (privacy/): sealed to one node's transport key; the marketplace
     # holds the envelopes only, and the job runs on that node or nowhere
-    is_private = models.BooleanField(default=False, db_index=True)
+    is_private = models.BooleanField(default=False)
     pinned_node = models.ForeignKey(
         Node, null=True, blank=True, on_delete=models.PROTECT, related_name="pinned_jobs"
     )
@@ -161,7 +164,7 @@ class Job(models.Model):
     payout_price_wei = WeiField(default=0)
     fee_price_wei = WeiField(default=0)
     billing_status = models.CharField(max_length=10, choices=BillingStatus.choices, default=BillingStatus.NONE)
-    receipt_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    receipt_hash = models.CharField(max_length=64, blank=True)
 
     # a job run for one interval of a delegated subscription
     subscription = models.ForeignKey(
@@ -180,7 +183,7 @@ class Job(models.Model):
     # assigned_at + timeout_seconds: the job is stopped then, whatever the node says
     deadline_at = models.DateTimeField(null=True, blank=True)
 
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now)
     assigned_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -193,10 +196,26 @@ class Job(models.Model):
                 name="job_idempotency_key_per_customer",
             )
         ]
+        # Every index costs each write of a job (a status change rewrites the row in every index),
+        # and the job path reads only the few jobs that are not finished. So the indexes the job
+        # path reads are partial: they hold the queued jobs, the jobs on nodes, the open bills,
+        # and stay as small as the work in flight however long the history grows. The statements
+        # name their status in the SQL text (marketplace.constant_lookups) so that PostgreSQL uses
+        # them in a prepared statement's generic plan too.
         indexes = [
             models.Index(fields=["customer", "-id"]),
-            models.Index(fields=["status", "priority_rank", "id"], name="job_schedule_order"),
-            models.Index(fields=["status", "deadline_at"], name="job_deadline"),
+            models.Index(fields=["customer", "created_at"], name="job_customer_created"),
+            # the scheduler's queue, in the order it is served
+            models.Index(fields=["priority_rank", "id"], condition=models.Q(status=JobStatus.QUEUED), name="job_queue"),
+            # a node's busy slots; run deadlines and acceptances the watchdog enforces
+            models.Index(fields=["node", "deadline_at"], condition=models.Q(status__in=sorted(ON_NODE)),
+                         name="job_on_node"),
+            # a model's recent completions: its median run time
+            models.Index(fields=["model", "-completed_at"], condition=models.Q(status=JobStatus.COMPLETED),
+                         name="job_model_completed"),
+            # bills not closed yet: the jobs in flight, and any a finished job left open
+            models.Index(fields=["customer"], condition=models.Q(billing_status=BillingStatus.RESERVED), name="job_bill_open"),
+            models.Index(fields=["receipt_hash"], name="job_receipt"),
         ]
 
     def __str__(self) -> str:

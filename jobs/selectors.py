@@ -72,7 +72,7 @@ def model_median_seconds(*, model: str, default: int, sample: int = 50) -> int:
     if not model:
         return default
     recent = (
-        Job.objects.filter(model=model, status=JobStatus.COMPLETED, started_at__isnull=False)
+        Job.objects.filter(model=model, status__is=JobStatus.COMPLETED, started_at__isnull=False)
         .order_by("-completed_at")
         .values_list("started_at", "completed_at")[:sample]
     )
@@ -83,7 +83,7 @@ def model_median_seconds(*, model: str, default: int, sample: int = 50) -> int:
 
 
 def queue_depth(*, model: str) -> int:
-    return Job.objects.filter(model=model, status=JobStatus.QUEUED).count()
+    return Job.objects.filter(model=model, status__is=JobStatus.QUEUED).count()
 
 
 OUTLOOK_SECONDS = 2

@@ -20,7 +20,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from jobs.dispatch.node_channel import cancel_on_node
-from jobs.models import BUDGET_EXHAUSTED, TIMED_OUT, Job, JobAttempt, JobStatus
+from jobs.models import BUDGET_EXHAUSTED, ON_NODE, TIMED_OUT, Job, JobAttempt, JobStatus
 from jobs.live import job_row_event
 from jobs.services.lifecycle import job_start, job_transition
 from jobs.services.money import job_run_seconds
@@ -34,7 +34,6 @@ from wire.signing import verify_receipt
 
 log = logging.getLogger(__name__)
 
-ACTIVE_ON_NODE = (JobStatus.ASSIGNED, JobStatus.RUNNING)
 # what a node answers when it had no free slot after all
 AT_CAPACITY = "at_capacity"
 
@@ -117,7 +116,7 @@ def attempt_refused(*, node_pk: int, job_id: str, number: int, code: str, error:
         job = _attempt_job(node_pk=node_pk, job_id=job_id, number=number)
     except ForeignAttempt:
         return Outcome()
-    if job.status not in ACTIVE_ON_NODE:
+    if job.status not in ON_NODE:
         return Outcome()
     message = f"node {job.node.public_id} refused the job: {error}"[:300]
     if code == AT_CAPACITY:
@@ -140,7 +139,7 @@ def attempt_refused(*, node_pk: int, job_id: str, number: int, code: str, error:
 def attempt_result(*, node_pk: int, job_id: str, number: int, result: dict) -> Outcome:
     """Settle on the node's final result; raises ``ForeignAttempt`` for another node's attempt."""
     job = _attempt_job(node_pk=node_pk, job_id=job_id, number=number)
-    if job.status not in ACTIVE_ON_NODE:
+    if job.status not in ON_NODE:
         return Outcome()  # cancelled or timed out meanwhile, or a result delivered twice
     if not isinstance(result, dict):
         result = {}
@@ -185,7 +184,7 @@ def _settle(job: Job, result: dict) -> bool:
             return False  # a result delivered twice at once: the first one settles
         _forgive(node)
         job_transition(
-            job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.COMPLETED,
+            job=job, expected=ON_NODE, new_status=JobStatus.COMPLETED,
             reason=f"completed on node {node.public_id}", result=container_result.get("output"),
             intermediate_results=result.get("intermediate_results") or [], progress=100, **fields,
         )
@@ -194,7 +193,7 @@ def _settle(job: Job, result: dict) -> bool:
     if not _end_attempt(job, JobAttempt.Status.FAILED, error, node_job_id=node_job_id):
         return False
     job_transition(
-        job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED,
+        job=job, expected=ON_NODE, new_status=JobStatus.FAILED,
         reason=f"container {container_result.get('container', '?')} failed: {error}"[:300], error=error, **fields,
     )
     return True
@@ -222,9 +221,9 @@ def _settle_private(job: Job, result: dict) -> bool:
     )
     if succeeded:
         _forgive(node)
-        return job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.COMPLETED,
+        return job_transition(job=job, expected=ON_NODE, new_status=JobStatus.COMPLETED,
                               reason=f"completed on node {node.public_id}", progress=100, **outcome)
-    return job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED,
+    return job_transition(job=job, expected=ON_NODE, new_status=JobStatus.FAILED,
                           reason=f"failed on node {node.public_id}; its error is sealed in encrypted_response",
                           error="the job failed on the node; the error is sealed to you in encrypted_response",
                           error_code="private_job_failed", **outcome)
@@ -234,7 +233,7 @@ def _settle_private(job: Job, result: dict) -> bool:
 
 
 def _fail(job: Job, message: str, *, code: str = "") -> bool:
-    return job_transition(job=job, expected=(JobStatus.QUEUED, *ACTIVE_ON_NODE), new_status=JobStatus.FAILED,
+    return job_transition(job=job, expected=(JobStatus.QUEUED, *ON_NODE), new_status=JobStatus.FAILED,
                           reason=f"{code}: {message}" if code else message, error=message, error_code=code)
 
 
@@ -243,7 +242,7 @@ def _requeue(job: Job, reason: str, *, exclude: bool) -> bool:
     # the wait for a node starts again: the queue deadline counts from entering the queue
     queue_deadline = timezone.now() + timedelta(seconds=settings.JOB_QUEUE_TIMEOUT_SECONDS)
     requeued = job_transition(
-        job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.QUEUED, reason=reason,
+        job=job, expected=ON_NODE, new_status=JobStatus.QUEUED, reason=reason,
         node=None, node_job_id="", started_at=None, progress=0, deadline_at=None, excluded_nodes=excluded,
         queue_deadline=queue_deadline,
     )
@@ -279,14 +278,14 @@ def attempt_timed_out(*, job: Job) -> None:
         code, message = TIMED_OUT, f"timed out after {job.timeout_seconds} s"
     _end_attempt(job, JobAttempt.Status.FAILED, message)
     cancel_on_node(job)
-    job_transition(job=job, expected=ACTIVE_ON_NODE, new_status=JobStatus.FAILED, reason=message, error=message,
+    job_transition(job=job, expected=ON_NODE, new_status=JobStatus.FAILED, reason=message, error=message,
                    error_code=code)
 
 
 @transaction.atomic
 def attempt_abandoned(*, job: Job, error: str, strike: bool = True, exclude: bool = True) -> None:
     """The node went silent on this attempt (never accepted it, or vanished): take it back."""
-    if job.status not in ACTIVE_ON_NODE:
+    if job.status not in ON_NODE:
         return
     node_pk = job.node_id  # the job is off the node once the attempt is lost
     if attempt_lost(job=job, error=error, exclude=exclude) and strike:

@@ -34,7 +34,7 @@ from jobs.dispatch.attempts import (
 )
 from jobs.dispatch.scheduler import jobs_waiting
 from jobs.live import job_topic, send_to_channel
-from jobs.models import Job, JobStatus
+from jobs.models import ON_NODE, Job, JobStatus
 from jobs.tasks import schedule_here, schedule_soon
 from marketplace import live_bus
 from marketplace.consumers import DirectDispatch
@@ -111,7 +111,7 @@ def _hello(node_pk: int, frame: dict, connected_at: float) -> tuple[set, list]:
     held = _attempt_keys(_listed(frame, "running"))
     reported = held | _attempt_keys(_listed(frame, "results"))
     ours = set()
-    for job in Job.objects.filter(node_id=node_pk, status__in=(JobStatus.ASSIGNED, JobStatus.RUNNING)).select_related("node"):
+    for job in Job.objects.filter(node_id=node_pk, status__is_in=ON_NODE).select_related("node"):
         key = (job.public_id, job.attempt_count)
         if key in reported:
             ours.add(key)

@@ -26,16 +26,16 @@ from billing.selectors import pricing_policy_current
 from billing.services import node_rate
 from jobs.dispatch.node_channel import node_send_after_commit
 from jobs.live import job_row_event
-from jobs.models import Job, JobAttempt, JobStatus
+from jobs.models import ON_NODE, Job, JobAttempt, JobStatus
 from jobs.services.lifecycle import job_transition
 from jobs.services.money import job_run_seconds
+from marketplace.constant_lookups import sql_equals, sql_in
 from marketplace.rows import RowLoader, for_update, for_update_skip_locked, insert_row, marks, quoted
 from nodes.models import Node
 from nodes.selectors import node_serves
 from privacy.relay import private_push
 
 BATCH = 200
-BUSY = (JobStatus.ASSIGNED, JobStatus.RUNNING)
 
 
 @dataclass
@@ -96,7 +96,7 @@ def _open_slots(wait: bool) -> tuple[list[_Slots], bool]:
         # in the locking statement reads the database as it was when that statement began, and
         # misses the jobs that a pass holding a node then gave it and committed before letting go
         cursor.execute(f"SELECT node_id, COUNT(*) FROM {jobs_table} WHERE node_id IN ({marks(nodes)}) "
-                       "AND status IN (%s, %s) GROUP BY node_id", [node.pk for node in nodes] + list(BUSY))
+                       f"AND status {sql_in(ON_NODE)} GROUP BY node_id", [node.pk for node in nodes])
         busy = dict(cursor.fetchall())
     policy = pricing_policy_current()
     slots = [_Slots(node, busy.get(node.pk, 0), node_rate(policy=policy, gpu_type=node.gpu_type,
@@ -111,7 +111,7 @@ def _queued(slots: list[_Slots], limit: int, after: tuple[int, int] | None) -> l
     (a job's (priority_rank, id)) on, locked for this pass."""
     models = sorted({model for s in slots for model in s.node.model_map} | {""})
     pks = [s.node.pk for s in slots]
-    sql = (f"SELECT {_JOB_ROW.columns} FROM {quoted(Job._meta.db_table)} j WHERE j.status = %s "
+    sql = (f"SELECT {_JOB_ROW.columns} FROM {quoted(Job._meta.db_table)} j WHERE j.status {sql_equals(JobStatus.QUEUED)} "
            f"AND j.model IN ({marks(models)}) "
            f"AND (j.pinned_node_id IS NULL OR j.pinned_node_id IN ({marks(pks)})) "
            "AND (j.queue_deadline IS NULL OR j.queue_deadline >= %s) "
@@ -119,7 +119,7 @@ def _queued(slots: list[_Slots], limit: int, after: tuple[int, int] | None) -> l
            + f"ORDER BY j.priority_rank, j.id LIMIT %s{for_update_skip_locked('j')}")
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(sql, [JobStatus.QUEUED, *models, *pks, now, *(after or ()), limit])
+        cursor.execute(sql, [*models, *pks, now, *(after or ()), limit])
         return [_JOB_ROW.build(row) for row in cursor.fetchall()]
 
 
@@ -195,7 +195,7 @@ def jobs_waiting() -> bool:
     """Whether some job waits for a slot (one indexed read): a freed slot is worth a pass only
     then. Read after the slot's transaction commits: a job that arrives later runs a pass of
     its own, which sees the slot free."""
-    return Job.objects.filter(status=JobStatus.QUEUED).exists()
+    return Job.objects.filter(status__is=JobStatus.QUEUED).exists()
 
 
 def schedule(*, limit: int = BATCH, wait: bool = False) -> SchedulePass:

@@ -12,8 +12,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from jobs.dispatch.attempts import attempt_abandoned, attempt_timed_out, job_expire, job_fail_pinned_node_gone
-from jobs.dispatch.scheduler import attempt_ref, schedule
-from jobs.models import TERMINAL, BillingStatus, Job, JobStatus
+from jobs.dispatch.scheduler import attempt_ref, jobs_waiting, schedule
+from jobs.models import ON_NODE, TERMINAL, BillingStatus, Job, JobStatus
 from jobs.services.lifecycle import job_start
 from jobs.services.money import job_billing_close
 from nodes.models import Node
@@ -27,14 +27,14 @@ def jobs_watch(*, now=None) -> int:
     """One sweep; the number of things it did (jobs assigned included)."""
     now = now or timezone.now()
     actions = 0
-    for job in Job.objects.filter(status=JobStatus.QUEUED, queue_deadline__lt=now).select_related("pinned_node")[:BATCH]:
+    for job in Job.objects.filter(status__is=JobStatus.QUEUED, queue_deadline__lt=now).select_related("pinned_node")[:BATCH]:
         job_expire(job=job)
         actions += 1
-    active = Job.objects.filter(status__in=(JobStatus.ASSIGNED, JobStatus.RUNNING)).select_related("node")
+    active = Job.objects.filter(status__is_in=ON_NODE).select_related("node")
     for job in active.filter(deadline_at__lt=now)[:BATCH]:
         attempt_timed_out(job=job)
         actions += 1
-    unaccepted = active.filter(status=JobStatus.ASSIGNED, assigned_at__lt=now - timedelta(seconds=ACCEPT_SECONDS))
+    unaccepted = active.filter(status__is=JobStatus.ASSIGNED, assigned_at__lt=now - timedelta(seconds=ACCEPT_SECONDS))
     for job in unaccepted[:BATCH]:
         alive = job.node.last_heartbeat_at is not None and job.node.last_heartbeat_at > job.assigned_at
         if alive and [job.public_id, job.attempt_count] in job.node.running_attempts:
@@ -60,7 +60,7 @@ def jobs_watch(*, now=None) -> int:
         actions += 1
     # a job that may run on one node only (private, a subscription's interval) fails once that
     # node is gone for good, instead of waiting out its queue deadline
-    pinned_away = Job.objects.filter(status=JobStatus.QUEUED, pinned_node__isnull=False).filter(
+    pinned_away = Job.objects.filter(status__is=JobStatus.QUEUED, pinned_node__isnull=False).filter(
         Q(pinned_node__last_heartbeat_at__lt=horizon) | Q(pinned_node__last_heartbeat_at__isnull=True)
     ).select_related("pinned_node")
     for job in pinned_away[:BATCH]:
@@ -68,11 +68,11 @@ def jobs_watch(*, now=None) -> int:
         actions += 1
     # a finished job whose bill is still open (none should be: ending closes it in the
     # same transaction) has its reservation released, so no funds stay held forever
-    for job in Job.objects.filter(status__in=TERMINAL, billing_status=BillingStatus.RESERVED)[:BATCH]:
+    for job in Job.objects.filter(status__is_in=TERMINAL, billing_status__is=BillingStatus.RESERVED)[:BATCH]:
         with transaction.atomic():
             job_billing_close(job=job)
         actions += 1
     # jobs whose scheduling message was lost still find their slot
-    if Job.objects.filter(status=JobStatus.QUEUED).exists():
+    if jobs_waiting():
         actions += schedule().assigned
     return actions

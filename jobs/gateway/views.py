@@ -76,7 +76,7 @@ def health(request, principal):
 def info(request, principal: CustomerPrincipal):
     from jobs.subscriptions.selectors import subscriptions_active_count
 
-    pending = Job.objects.filter(api_key=principal.api_key, status__in=ACTIVE).count()
+    pending = Job.objects.filter(api_key=principal.api_key, status__is_in=ACTIVE).count()
     return JsonResponse({
         "version": AGENT_VERSION,
         "containers": [
@@ -130,9 +130,9 @@ def jobs(request, principal: CustomerPrincipal):
         pending = _flag(request, "pending")
         mine = Job.objects.filter(api_key=principal.api_key).order_by("-id")
         if pending is True:
-            mine = mine.filter(status__in=ACTIVE)
+            mine = mine.filter(status__is_in=ACTIVE)
         elif pending is False:
-            mine = mine.exclude(status__in=ACTIVE)
+            mine = mine.exclude(status__is_in=ACTIVE)
         return JsonResponse(list(mine.values_list("public_id", flat=True)[:1000]), safe=False)
     intermediate = bool(_flag(request, "intermediate"))
     found = {job.public_id: job for job in Job.objects.filter(customer=principal.customer, public_id__in=ids)}

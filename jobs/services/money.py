@@ -131,8 +131,8 @@ def job_bills_close_ended(*, customer) -> int:
     this first and tries once more.
     """
     closed = 0
-    for job in Job.objects.filter(customer=customer, status__in=TERMINAL,
-                                  billing_status=BillingStatus.RESERVED).select_related("node")[:100]:
+    for job in Job.objects.filter(customer=customer, status__is_in=TERMINAL,
+                                  billing_status__is=BillingStatus.RESERVED).select_related("node")[:100]:
         with transaction.atomic():
             job_billing_close(job=job)
         closed += 1
