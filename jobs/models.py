@@ -139,8 +139,10 @@ class Job(models.Model):
     # a private job (privacy/): sealed to one node's transport key; the marketplace
     # holds the envelopes only, and the job runs on that node or nowhere
     is_private = models.BooleanField(default=False)
+    # indexed where set (job_pinned below): nearly every job has none, and an index of them all
+    # tempted the scheduler's "pinned to nobody or to these nodes" into reading every job
     pinned_node = models.ForeignKey(
-        Node, null=True, blank=True, on_delete=models.PROTECT, related_name="pinned_jobs"
+        Node, null=True, blank=True, on_delete=models.PROTECT, related_name="pinned_jobs", db_index=False
     )
     encrypted_request = models.JSONField(null=True, blank=True)
     encrypted_response = models.JSONField(null=True, blank=True)
@@ -216,6 +218,7 @@ class Job(models.Model):
             # bills not closed yet: the jobs in flight, and any a finished job left open
             models.Index(fields=["customer"], condition=models.Q(billing_status=BillingStatus.RESERVED), name="job_bill_open"),
             models.Index(fields=["receipt_hash"], name="job_receipt"),
+            models.Index(fields=["pinned_node"], condition=models.Q(pinned_node__isnull=False), name="job_pinned"),
         ]
 
     def __str__(self) -> str:
