@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import csv
+import json
 from datetime import timedelta
 
+from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -11,8 +13,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.ledger import account_for_customer
 from jobs.exceptions import JobNotFound
-from jobs.models import Job
+from jobs.models import ACTIVE, BillingStatus, Job, JobStatus
 from jobs.selectors import job_get_for_customer, jobs_recent_for_customer, usage_by_day
+from jobs.services.lifecycle import job_cancel
 from jobs.services.submit import JobSpec, job_submit
 from marketplace.authentication import CustomerPrincipal
 from marketplace.errors import ApiError
@@ -40,19 +43,89 @@ def dashboard(request, customer):
     })
 
 
+def _customer_job(customer, job_id: str) -> Job:
+    try:
+        return job_get_for_customer(customer=customer, job_id=job_id)
+    except JobNotFound:
+        raise Http404("no such job") from None
+
+
+_BILLING_NOTES = {
+    BillingStatus.NONE: "nothing reserved",
+    BillingStatus.RESERVED: "reserved until it ends",
+    BillingStatus.SETTLED: "settled",
+    BillingStatus.RELEASED: "released: nothing charged",
+}
+
+
+def _failure(job: Job) -> str:
+    """Why a job did not complete, said once on its page (the event and the attempt that say
+    the same are not repeated)."""
+    if job.status in (JobStatus.FAILED, JobStatus.EXPIRED):
+        return job.error or job.status_reason
+    return ""
+
+
 @require_GET
 @customer_required
 def job_page(request, customer, job_id: str):
-    try:
-        job = job_get_for_customer(customer=customer, job_id=job_id)
-    except JobNotFound:
-        raise Http404("no such job") from None
+    job = _customer_job(customer, job_id)
+    ran = job.completed_at - job.started_at if job.started_at and job.completed_at else None
     return render(request, "web/job.html", {
         "customer": customer,
         "job": job,
+        "active": job.status in ACTIVE,
+        "failure": _failure(job),
+        "billing_note": _BILLING_NOTES.get(job.billing_status, job.billing_status),
+        "duration_seconds": ran.total_seconds() if ran is not None else None,
         "events": job.events.all(),
         "attempts": job.attempts.select_related("node"),
     })
+
+
+@require_POST
+@customer_required
+def job_cancel_view(request, customer, job_id: str):
+    job = _customer_job(customer, job_id)
+    try:
+        job_cancel(job=job)
+    except ApiError as error:
+        messages.error(request, error.detail)  # it finished meanwhile: the page says how
+    return redirect("dashboard-job", job_id=job.public_id)
+
+
+@require_POST
+@customer_required
+def job_rerun(request, customer, job_id: str):
+    """The same job again, as a new job: same model or containers, input, requirements, limits."""
+    job = _customer_job(customer, job_id)
+    if job.is_private:
+        # sealed to one node's key by the customer's client: only that client can send it again
+        messages.error(request, "A private job is run again from your private-inference client.")
+        return redirect("dashboard-job", job_id=job.public_id)
+    spec = JobSpec(
+        model=job.model, containers=list(job.containers), input=job.input, output_config=job.output_config,
+        gpu_type=job.gpu_type, gpu_count=job.gpu_count, min_vram_gb=job.min_vram_gb, priority=job.priority,
+        timeout_seconds=job.timeout_seconds, max_price_wei=job.max_price_wei,
+    )
+    try:
+        submission = job_submit(principal=CustomerPrincipal(customer=customer, api_key=None), spec=spec)
+    except ApiError as error:
+        messages.error(request, f"It could not run again: {error.detail}")
+        return redirect("dashboard-job", job_id=job.public_id)
+    return redirect("dashboard-job", job_id=submission.job.public_id)
+
+
+@require_GET
+@customer_required
+def job_result_download(request, customer, job_id: str):
+    job = _customer_job(customer, job_id)
+    if job.is_private or job.result is None:
+        raise Http404("this job has no result to download")
+    response = HttpResponse(json.dumps(job.result, indent=2, ensure_ascii=False) + "\n",
+                            content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{job.public_id}-result.json"'
+    return response
 
 
 @require_http_methods(["GET", "POST"])

@@ -158,10 +158,36 @@ def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_ear
     page.fill("#id_input", json.dumps({"text": "one two three four five six", "delay": 0.4}))
     page.click("form >> text=Submit")
     page.wait_for_url("**/dashboard/jobs/job_*/")
+    page.evaluate("window.__not_reloaded = true")
     sync_api.expect(page.locator("#output")).to_contain_text("one two", timeout=15000)
     assert page.locator("#job-status").inner_text() != "completed", "the output streamed in before the end"
     sync_api.expect(page.locator("#job-status")).to_have_text("completed", timeout=30000)
-    sync_api.expect(page.locator("#output")).to_contain_text('"tokens": 6')
+    # the job's end reaches the whole page without a reload: result, charge, receipt, times
+    sync_api.expect(page.locator("#job-result")).to_contain_text('"tokens": 6')
+    sync_api.expect(page.locator("#output")).to_have_text("one two three four five six")  # streamed text stays text
+    sync_api.expect(page.locator("[data-testid=charged]")).to_contain_text("settled")
+    sync_api.expect(page.locator("section[aria-labelledby=receipt-heading]")).to_contain_text("yes, with the node")
+    sync_api.expect(page.locator("[data-testid=duration]")).to_contain_text(" s")
+    assert page.evaluate("window.__not_reloaded") is True, "the page was not reloaded"
+    assert_accessible_basics(page)
+    shoot(page, "customer-job-streamed")
+
+    first_job = page.url
+    page.click("text=Run again")
+    page.wait_for_url(lambda url: url != first_job and "/dashboard/jobs/job_" in url)
+    sync_api.expect(page.locator("#job-status")).to_have_text("completed", timeout=30000)
+    sync_api.expect(page.locator("#job-input")).to_contain_text("one two three")
+
+    page.click("nav >> text=New job")
+    page.select_option("#id_model", "sleep")
+    page.fill("#id_input", json.dumps({"seconds": 60}))
+    page.click("form >> text=Submit")
+    page.wait_for_url("**/dashboard/jobs/job_*/")
+    sync_api.expect(page.locator("#job-status")).to_have_text("running", timeout=15000)
+    page.once("dialog", lambda dialog: dialog.accept())  # "Cancel this job?"
+    page.click("text=Cancel job")
+    sync_api.expect(page.locator("#job-status")).to_have_text("cancelled", timeout=15000)
+    sync_api.expect(page.locator("text=Cancel job")).to_have_count(0)
 
     miner_page = sign_in(browser, market, "miner")
     assert miner_page.url.endswith("/miner/")

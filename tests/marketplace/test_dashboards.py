@@ -4,6 +4,9 @@ Two customers and two miners in every test that shows data: nobody sees another'
 """
 import csv
 import io
+import json
+import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -107,6 +110,82 @@ def test_a_private_job_shows_metadata_and_receipt_only(two_customers, echo_node)
     page = signed_in(alice.user).get(f"/dashboard/jobs/{job.public_id}/").content.decode()
     assert "end-to-end encrypted" in page and "cd" * 32 in page
     assert "c2VhbGVk" not in page and 'id="output"' not in page
+
+
+def test_a_job_page_shows_its_input_times_duration_and_result_and_offers_what_fits_its_state(
+        two_customers, echo_node):
+    alice, _ = two_customers
+    started = timezone.now() - timedelta(seconds=5)
+    done = job_for(alice, status=JobStatus.COMPLETED, node=echo_node, input={"text": "hello there"},
+                   result={"answer": 42}, started_at=started, completed_at=started + timedelta(seconds=1.5))
+    page = signed_in(alice.user).get(f"/dashboard/jobs/{done.public_id}/").content.decode()
+    assert "hello there" in page, "the input is shown"
+    assert '<dd data-testid="duration">1.50 s</dd>' in page
+    assert started.strftime("%Y-%m-%d %H:%M:%S") in page, "the start time, readable"
+    assert 'data-testid="result"' in page and "&quot;answer&quot;: 42" in page
+    assert f"/dashboard/jobs/{done.public_id}/result.json" in page and "Run again" in page
+    assert "Cancel job" not in page and "<progress" not in page, "a finished job cannot be cancelled"
+
+    queued = job_for(alice, progress=0)
+    page = signed_in(alice.user).get(f"/dashboard/jobs/{queued.public_id}/").content.decode()
+    assert "Cancel job" in page and '<progress id="job-progress"' in page
+    assert "result.json" not in page, "nothing to download yet"
+
+
+def test_a_failed_job_says_its_error_once_and_shows_no_receipt(two_customers, echo_node):
+    alice, _ = two_customers
+    error = "container exited with status 3: bad input"
+    job = job_for(alice, status=JobStatus.FAILED, node=echo_node, error=error, status_reason=error)
+    job.events.create(old_status="running", new_status="failed", reason=error)
+    JobAttempt.objects.create(job=job, node=echo_node, number=1, status=JobAttempt.Status.FAILED, error=error)
+    page = signed_in(alice.user).get(f"/dashboard/jobs/{job.public_id}/").content.decode()
+    assert page.count(error) == 1, "said once, not by the status, the error, the event and the attempt"
+    assert "receipt-heading" not in page and "Verified" not in page, "no receipt block without a receipt"
+
+
+def test_cancelling_from_the_job_page_ends_the_job_and_releases_its_money(two_customers, echo_node):
+    alice, bob = two_customers
+    client = signed_in(alice.user)
+    client.post("/dashboard/jobs/new/", {"model": "echo", "input": '{"text": "hi"}', "priority": "normal"})
+    job = Job.objects.get(customer=alice)
+    assert signed_in(bob.user).post(f"/dashboard/jobs/{job.public_id}/cancel/").status_code == 404
+    assert client.get(f"/dashboard/jobs/{job.public_id}/cancel/").status_code == 405
+    response = client.post(f"/dashboard/jobs/{job.public_id}/cancel/")
+    assert response.status_code == 302 and response.url == f"/dashboard/jobs/{job.public_id}/"
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.billing_status == "released"
+    again = client.post(f"/dashboard/jobs/{job.public_id}/cancel/", follow=True)
+    assert again.status_code == 200, "cancelling a cancelled job is harmless"
+
+
+def test_running_a_job_again_from_its_page_makes_a_new_job_with_the_same_request(two_customers, echo_node):
+    alice, bob = two_customers
+    client = signed_in(alice.user)
+    client.post("/dashboard/jobs/new/", {"model": "echo", "input": '{"text": "again"}', "priority": "high"})
+    first = Job.objects.get(customer=alice)
+    assert signed_in(bob.user).post(f"/dashboard/jobs/{first.public_id}/rerun/").status_code == 404
+    response = client.post(f"/dashboard/jobs/{first.public_id}/rerun/")
+    second = Job.objects.filter(customer=alice).exclude(pk=first.pk).get()
+    assert response.url == f"/dashboard/jobs/{second.public_id}/"
+    assert (second.model, second.input, second.priority) == ("echo", {"text": "again"}, "high")
+    assert second.billing_status == "reserved", "the new job reserved its own money"
+
+    private = job_for(alice, is_private=True, pinned_node=echo_node, input=None)
+    refused = client.post(f"/dashboard/jobs/{private.public_id}/rerun/", follow=True)
+    assert "private-inference client" in refused.content.decode()
+    assert Job.objects.filter(customer=alice).count() == 3
+
+
+def test_a_result_downloads_as_a_json_file_for_its_customer_only(two_customers):
+    alice, bob = two_customers
+    done = job_for(alice, status=JobStatus.COMPLETED, result={"answer": 42, "text": "héllo"})
+    response = signed_in(alice.user).get(f"/dashboard/jobs/{done.public_id}/result.json")
+    assert response.status_code == 200 and response["Content-Type"].startswith("application/json")
+    assert response["Content-Disposition"] == f'attachment; filename="{done.public_id}-result.json"'
+    assert json.loads(response.content) == {"answer": 42, "text": "héllo"}
+    assert signed_in(bob.user).get(f"/dashboard/jobs/{done.public_id}/result.json").status_code == 404
+    pending = job_for(alice)
+    assert signed_in(alice.user).get(f"/dashboard/jobs/{pending.public_id}/result.json").status_code == 404
 
 
 def test_submitting_from_the_form_makes_a_job_with_the_customers_money(two_customers, echo_node):
@@ -308,7 +387,6 @@ def _luminance(hex_colour: str) -> float:
 
 
 def test_the_focus_ring_keeps_3_to_1_and_streamed_output_is_not_read_token_by_token(two_customers):
-    import re
     from pathlib import Path
 
     css = (Path(__file__).resolve().parents[2] / "marketplace/static/marketplace/site.css").read_text()
@@ -321,7 +399,7 @@ def test_the_focus_ring_keeps_3_to_1_and_streamed_output_is_not_read_token_by_to
 
     alice, _ = two_customers
     page = signed_in(alice.user).get(f"/dashboard/jobs/{job_for(alice).public_id}/").content.decode()
-    assert 'id="output" aria-live' not in page and '<pre id="output">' in page
+    assert re.search(r'<pre id="output"[^>]*>', page) and 'id="output" aria-live' not in page
     assert 'id="job-status" data-status="queued" aria-live="polite"' in page
 
 

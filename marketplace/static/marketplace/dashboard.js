@@ -82,27 +82,42 @@
     }, 300);
   }
 
-  // a job's page: status, output chunks and the final result as they come
+  // a job's page: status, progress and output chunks as they come; when it ends, the parts that
+  // changed with it (figures, times, buttons, result, receipt, events) are fetched and swapped in.
+  // The streamed text stays as it came.
   const job = document.getElementById("job");
   if (job) {
     const output = document.getElementById("output");
-    const status = document.getElementById("job-status");
-    let streamed = false;
+    let ended = false;
     connect("/ws/jobs/" + encodeURIComponent(job.dataset.jobId) + "/", function (event) {
       if (event.type === "output" && output) {
-        if (!streamed) { output.textContent = ""; streamed = true; }
         output.textContent += event.data;
+      } else if (event.type === "progress") {
+        const bar = document.getElementById("job-progress");
+        if (bar) { bar.value = event.progress; bar.textContent = event.progress + "%"; }
       } else if (event.type === "status") {
-        setStatus(status, event.status);
-        if (output && FINAL.includes(event.status) && event.result !== undefined && event.result !== null) {
-          output.textContent = typeof event.result === "string" ? event.result : JSON.stringify(event.result, null, 2);
-        }
-        if (event.reason) {
-          let reason = document.getElementById("job-reason");
-          if (!reason) { reason = document.createElement("p"); reason.id = "job-reason"; job.after(reason); }
-          reason.textContent = event.reason;
-        }
+        const status = document.getElementById("job-status");
+        if (status) setStatus(status, event.status);
+        if (FINAL.includes(event.status) && !ended) { ended = true; refreshParts(["#job-summary", "#job-result", "#job-record"]); }
+        else if (!FINAL.includes(event.status)) refreshParts(["#job-summary"]);
       }
     });
+  }
+
+  // only the newest fetch is applied: a slow one made for "running" never undoes the final state
+  let latest = 0;
+  function refreshParts(selectors) {
+    const mine = ++latest;
+    fetch(location.pathname, { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (!html || mine !== latest) return;
+        const fresh = new DOMParser().parseFromString(html, "text/html");
+        for (const selector of selectors) {
+          const now = document.querySelector(selector), next = fresh.querySelector(selector);
+          if (now && next) now.replaceWith(next);
+        }
+      })
+      .catch(function () { /* the parts stay as they were; a reload shows them */ });
   }
 })();
