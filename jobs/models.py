@@ -225,6 +225,13 @@ class Job(models.Model):
         return f"{self.public_id} ({self.status})"
 
     @property
+    def run_seconds(self) -> float | None:
+        """From its start to its end, as the marketplace saw them; None until both happened."""
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return (self.completed_at - self.started_at).total_seconds()
+
+    @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 

@@ -52,8 +52,16 @@ def job_status_for_customer(*, customer: Customer, job_id: str) -> Job:
     return _SNAPSHOT_ROW.build(row)
 
 
-def jobs_recent_for_customer(*, customer: Customer, limit: int = 50) -> list[Job]:
-    return list(Job.objects.filter(customer=customer).order_by("-id")[:limit])
+def jobs_of_customer(*, customer: Customer, status: str = "", model: str = "", job_id: str = "") -> QuerySet[Job]:
+    """The customer's jobs, narrowed by status, by model, and by the start of a job id."""
+    jobs = Job.objects.filter(customer=customer)
+    if status:
+        jobs = jobs.filter(status=status)
+    if model:
+        jobs = jobs.filter(model=model)
+    if job_id:
+        jobs = jobs.filter(public_id__startswith=job_id)
+    return jobs
 
 
 def jobs_page(*, queryset: QuerySet[Job], limit: int, cursor: str | None) -> tuple[list[Job], int, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse
@@ -14,18 +15,22 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from billing.ledger import account_for_customer
 from jobs.exceptions import JobNotFound
 from jobs.models import ACTIVE, BillingStatus, Job, JobStatus
-from jobs.selectors import job_get_for_customer, jobs_recent_for_customer, usage_by_day
+from jobs.selectors import job_get_for_customer, jobs_of_customer, jobs_page, usage_by_day
 from jobs.services.lifecycle import job_cancel
 from jobs.services.submit import JobSpec, job_submit
 from marketplace.authentication import CustomerPrincipal
 from marketplace.errors import ApiError
 from marketplace.models import ApiKey
+from marketplace.paging import InvalidQuery
 from marketplace.services import api_key_create, api_key_revoke
 from marketplace.web.access import customer_required
 from marketplace.web.charts import daily_wei_chart
-from marketplace.web.forms import ApiKeyCreateForm, JobSubmitForm
+from marketplace.web.forms import ApiKeyCreateForm, JobFilterForm, JobSubmitForm
 
 CHART_DAYS = 30
+
+
+JOBS_PER_PAGE = 25
 
 
 @require_GET
@@ -35,10 +40,26 @@ def dashboard(request, customer):
     today = timezone.now().date()
     start = timezone.now() - timedelta(days=CHART_DAYS)
     spent = {day["date"]: int(day["charged_wei"]) for day in usage_by_day(customer=customer, start=start, end=None)}
+    form = JobFilterForm(request.GET)
+    filters = {name: value for name, value in form.cleaned_data.items() if value} if form.is_valid() else {}
+    jobs = jobs_of_customer(customer=customer, **filters)
+    cursor = request.GET.get("cursor") or None
+    try:
+        page, total, older = jobs_page(queryset=jobs, limit=JOBS_PER_PAGE, cursor=cursor)
+    except InvalidQuery:  # a cursor we never gave out: the first page
+        cursor = None
+        page, total, older = jobs_page(queryset=jobs, limit=JOBS_PER_PAGE, cursor=None)
     return render(request, "web/dashboard.html", {
         "customer": customer,
         "account": account,
-        "jobs": jobs_recent_for_customer(customer=customer),
+        "jobs": page,
+        "jobs_total": total,
+        "filter_form": form,
+        "filtered": bool(filters),
+        # new jobs appear live on the newest, unfiltered page only: elsewhere they would not belong
+        "live_rows": not filters and cursor is None,
+        "older_url": f"?{urlencode({**filters, 'cursor': older})}" if older else None,
+        "newest_url": f"?{urlencode(filters)}" if cursor else None,
         "chart": daily_wei_chart(title="Spend per day", days=CHART_DAYS, totals=spent, today=today),
     })
 
@@ -70,14 +91,12 @@ def _failure(job: Job) -> str:
 @customer_required
 def job_page(request, customer, job_id: str):
     job = _customer_job(customer, job_id)
-    ran = job.completed_at - job.started_at if job.started_at and job.completed_at else None
     return render(request, "web/job.html", {
         "customer": customer,
         "job": job,
         "active": job.status in ACTIVE,
         "failure": _failure(job),
         "billing_note": _BILLING_NOTES.get(job.billing_status, job.billing_status),
-        "duration_seconds": ran.total_seconds() if ran is not None else None,
         "events": job.events.all(),
         "attempts": job.attempts.select_related("node"),
     })

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django import forms
 from django.conf import settings
 
-from jobs.models import Priority
+from jobs.models import JobStatus, Priority
 from nodes.selectors import models_offered
 from wire.bounded_json import INVALID, NOT_FINITE, JsonRejected, loads_bounded
 
@@ -33,6 +33,15 @@ class JobSubmitForm(forms.Form):
             if exc.code in (INVALID, NOT_FINITE):
                 return text  # plain text ("NaN" too) is a fine input
             raise forms.ValidationError(str(exc)) from None
+
+
+class JobFilterForm(forms.Form):
+    """The jobs table's filters (GET): every field may be left empty."""
+
+    status = forms.ChoiceField(label="Status", required=False, choices=[("", "any"), *JobStatus.choices])
+    model = forms.CharField(label="Model", required=False, max_length=100)
+    job_id = forms.CharField(label="Job id", required=False, max_length=64,
+                             widget=forms.TextInput(attrs={"placeholder": "job_…"}))
 
 
 class NodePriceForm(forms.Form):

@@ -132,6 +132,39 @@ def test_a_job_page_shows_its_input_times_duration_and_result_and_offers_what_fi
     assert "result.json" not in page, "nothing to download yet"
 
 
+def test_the_jobs_table_pages_filters_by_status_and_model_and_finds_a_job_by_id(two_customers):
+    alice, bob = two_customers
+    started = timezone.now() - timedelta(minutes=5)
+    settled = job_for(alice, model="tokens", status=JobStatus.COMPLETED, billing_status="settled",
+                      charged_price_wei=1_500_000_000_000_000, started_at=started,
+                      completed_at=started + timedelta(seconds=2))
+    failed = [job_for(alice, status=JobStatus.FAILED) for _ in range(3)]
+    for _ in range(26):
+        job_for(alice)
+    theirs = job_for(bob, status=JobStatus.FAILED)
+    client = signed_in(alice.user)
+
+    def rows(page: str) -> list[str]:
+        return re.findall(r'<tr id="job-(job_\w+)"', page)
+
+    first = client.get("/dashboard/").content.decode()
+    assert len(rows(first)) == 25 and "25 of 30 jobs" in first and theirs.public_id not in first
+    older = re.search(r'<a href="(\?cursor=[^"]+)" rel="next">Older jobs</a>', first).group(1)
+    second = client.get(f"/dashboard/{older}").content.decode()
+    assert len(rows(second)) == 5 and not set(rows(first)) & set(rows(second)) and "Newest jobs" in second
+    assert settled.public_id in rows(second)
+    assert "0.0015 ETH" in second and "2.00 s" in second, "the cost and duration columns"
+    assert 'data-insert="false"' in second, "an older page takes no live rows"
+
+    only_failed = client.get("/dashboard/?status=failed").content.decode()
+    assert sorted(rows(only_failed)) == sorted(j.public_id for j in failed) and 'data-insert="false"' in only_failed
+    assert rows(client.get("/dashboard/?model=tokens").content.decode()) == [settled.public_id]
+    assert rows(client.get(f"/dashboard/?job_id={settled.public_id[:12]}").content.decode()) == [settled.public_id]
+    assert "No job matches" in client.get("/dashboard/?job_id=job_nothing").content.decode()
+    assert len(rows(client.get("/dashboard/?cursor=not-ours&status=bogus").content.decode())) == 25, \
+        "a cursor or a status we never gave out shows the first page, not an error"
+
+
 def test_a_failed_job_says_its_error_once_and_shows_no_receipt(two_customers, echo_node):
     alice, _ = two_customers
     error = "container exited with status 3: bad input"

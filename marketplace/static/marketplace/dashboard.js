@@ -34,6 +34,7 @@
     connect(table.dataset.liveUrl, function (event) {
       if (event.type !== "job") return;
       let row = document.getElementById("job-" + event.job_id);
+      if (!row && table.dataset.insert !== "true") return;  // a filtered or older page: not its place
       if (!row) {
         const empty = body.querySelector(".empty-row");
         if (empty) empty.remove();
@@ -51,6 +52,10 @@
         }
         row.insertCell().textContent = event.model;
         row.insertCell().className = "status";
+        row.insertCell().className = "cost";
+        const ran = row.insertCell();
+        ran.className = "hide-narrow";
+        ran.textContent = "–";
         const time = document.createElement("time");
         time.dateTime = event.created_at || "";
         time.textContent = (event.created_at || "").replace("T", " ").slice(0, 19);
@@ -59,21 +64,26 @@
         created.appendChild(time);
       }
       setStatus(row.querySelector(".status"), event.status);
-      if (FINAL.includes(event.status)) refreshFigures();
+      if (FINAL.includes(event.status)) refreshFigures("#job-" + event.job_id);
     }, function (s) { if (state) state.textContent = s === "live" ? "Statuses update live." : ""; });
   }
 
-  // a job that ends moves money: fetch this page again and swap in its balance and spend chart
+  // a job that ends moves money: fetch this page again and swap in its balance, spend chart and
+  // the rows of the jobs that ended (their cost and duration)
   let refreshing = null;
-  function refreshFigures() {
+  const endedRows = new Set();
+  function refreshFigures(row) {
+    endedRows.add(row);
     clearTimeout(refreshing);
     refreshing = setTimeout(function () {
-      fetch(location.pathname, { credentials: "same-origin" })
+      const rows = Array.from(endedRows);
+      endedRows.clear();
+      fetch(location.pathname + location.search, { credentials: "same-origin" })
         .then(function (response) { return response.ok ? response.text() : null; })
         .then(function (html) {
           if (!html) return;
           const fresh = new DOMParser().parseFromString(html, "text/html");
-          for (const selector of ["#balance-figures", "#spend-chart"]) {
+          for (const selector of ["#balance-figures", "#spend-chart", ...rows]) {
             const now = document.querySelector(selector), next = fresh.querySelector(selector);
             if (now && next) now.replaceWith(next);
           }
