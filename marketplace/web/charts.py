@@ -1,7 +1,8 @@
 """Bar charts as SVG, drawn on the server: no chart library, no build step, readable without JavaScript.
 
 A chart is data for ``templates/includes/bar_chart.html``: one bar per day, its
-height scaled to the largest, each with a text equivalent (title and a table).
+height scaled to the largest, each with a text equivalent (a tooltip and the table beside
+it), between an axis of amounts (zero, half and the largest day) and an axis of days.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ class BarChart:
     title: str
     summary: str
     bars: list[Bar]
+    # the amounts axis, top to bottom, and the days axis, left to right
+    amount_ticks: tuple[str, ...] = ()
+    day_ticks: tuple[str, ...] = ()
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -55,4 +59,10 @@ def daily_wei_chart(*, title: str, days: int, totals: dict[str, int], today: dat
     ]
     total = sum(values)
     summary = f"{title}: {ether(total)} ETH in the last {days} days, at most {ether(max(values))} ETH in a day"
-    return BarChart(title=title, summary=summary, bars=bars)
+    amount_ticks = (f"{ether(top)} ETH", f"{ether(top // 2)} ETH", "0") if any(values) else ()
+    day_ticks = tuple(_day(d) for d in (dates[0], dates[len(dates) // 2], dates[-1]))
+    return BarChart(title=title, summary=summary, bars=bars, amount_ticks=amount_ticks, day_ticks=day_ticks)
+
+
+def _day(day: date) -> str:
+    return f"{day:%b} {day.day}"

@@ -132,6 +132,19 @@ def test_a_job_page_shows_its_input_times_duration_and_result_and_offers_what_fi
     assert "result.json" not in page, "nothing to download yet"
 
 
+def test_the_spend_chart_has_labelled_axes_and_its_table_beside_it(two_customers):
+    alice, _ = two_customers
+    job_for(alice, status=JobStatus.COMPLETED, charged_price_wei=4 * 10**15, billing_status="settled")
+    page = signed_in(alice.user).get("/dashboard/").content.decode()
+    amounts = re.search(r'<div class="chart-amounts"[^>]*>(.*?)</div>', page).group(1)
+    assert re.findall(r"<span>(.*?)</span>", amounts) == ["0.004 ETH", "0.002 ETH", "0"]
+    today = timezone.now().date()
+    days = re.findall(r"<span>(.*?)</span>", re.search(r'<div class="chart-days"[^>]*>(.*?)</div>', page).group(1))
+    assert len(days) == 3 and days[-1] == f"{today:%b} {today.day}"
+    table = re.search(r'<table class="chart-table">.*?</table>', page, re.S).group(0)
+    assert f"<td>{today.isoformat()}</td><td>0.004 ETH</td>" in table and "<details" not in page
+
+
 def test_the_jobs_table_pages_filters_by_status_and_model_and_finds_a_job_by_id(two_customers):
     alice, bob = two_customers
     started = timezone.now() - timedelta(minutes=5)
