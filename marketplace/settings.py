@@ -269,6 +269,12 @@ NODE_HEARTBEAT_SECONDS = env_int("NODE_HEARTBEAT_SECONDS", 5)
 NODE_OFFLINE_AFTER_SECONDS = env_int("NODE_OFFLINE_AFTER_SECONDS", 20)
 NODE_AUTO_APPROVE = env_bool("NODE_AUTO_APPROVE", True)
 
+# what a customer without funds is told to do: the marketplace's own way to pay it
+FUNDING_HELP = env_str(
+    "FUNDING_HELP",
+    "Funds are added by the marketplace's staff: ask them for a deposit, and it shows here at once.",
+)
+
 # Infernet delegated subscriptions (the gateway): the EIP-712 domain they are signed for,
 # and the adapter their results are delivered to (there is no chain here)
 INFERNET_CHAIN_ID = env_int("INFERNET_CHAIN_ID", 31337)

@@ -6,12 +6,14 @@ import json
 from datetime import timedelta
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from billing.exceptions import InsufficientFunds
 from billing.ledger import account_for_customer
 from jobs.exceptions import JobNotFound
 from jobs.models import ACTIVE, BillingStatus, Job, JobStatus
@@ -61,6 +63,11 @@ def dashboard(request, customer):
         "older_url": f"?{urlencode({**filters, 'cursor': older})}" if older else None,
         "newest_url": f"?{urlencode(filters)}" if cursor else None,
         "chart": daily_wei_chart(title="Spend per day", days=CHART_DAYS, totals=spent, today=today),
+        # until a first job has completed
+        "getting_started": not Job.objects.filter(customer=customer, status=JobStatus.COMPLETED).exists(),
+        "has_key": ApiKey.objects.filter(customer=customer, revoked_at__isnull=True).exists(),
+        "funding_help": settings.FUNDING_HELP,
+        "base_url": request.build_absolute_uri("/"),
     })
 
 
@@ -163,6 +170,8 @@ def job_new(request, customer):
             submission = job_submit(principal=CustomerPrincipal(customer=customer, api_key=None), spec=spec)
         except ApiError as error:
             form.add_error(None, error.detail)  # the API's own words: funds, quota, price
+            if isinstance(error, InsufficientFunds):
+                form.add_error(None, settings.FUNDING_HELP)  # and the next step
         else:
             return redirect("dashboard-job", job_id=submission.job.public_id)
     return render(request, "web/job_new.html", {"customer": customer, "form": form})
@@ -185,7 +194,8 @@ def api_keys(request, customer):
     issued = request.session.pop(ISSUED_KEY, None)
     keys = ApiKey.objects.filter(customer=customer).order_by("-created_at")
     return render(request, "web/api_keys.html", {"customer": customer, "form": form, "keys": keys,
-                                                 "issued_secret": issued})
+                                                 "issued_secret": issued,
+                                                 "base_url": request.build_absolute_uri("/")})
 
 
 @require_POST

@@ -13,6 +13,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
+from billing.services import funds_deposit
 from jobs.models import Job, JobAttempt, JobStatus
 from marketplace.models import ApiKey
 from nodes.models import EnrollmentToken
@@ -130,6 +131,31 @@ def test_a_job_page_shows_its_input_times_duration_and_result_and_offers_what_fi
     page = signed_in(alice.user).get(f"/dashboard/jobs/{queued.public_id}/").content.decode()
     assert "Cancel job" in page and '<progress id="job-progress"' in page
     assert "result.json" not in page, "nothing to download yet"
+
+
+def test_a_new_customer_is_shown_how_to_start_until_a_first_job_completes(db, echo_node):
+    newcomer = factories.customer("newcomer", funds=0)
+    client = signed_in(person("newcomer", customer=newcomer))
+    page = client.get("/dashboard/").content.decode()
+    panel = re.search(r'<section class="card getting-started".*?</section>', page, re.S).group(0)
+    assert "Add funds" in panel and "ask them for a deposit" in panel, "no funds: told how to get them"
+    assert "Create an API key" in panel and 'href="/v1/docs/"' in panel
+    assert "curl -X POST http://testserver/v1/jobs" in panel and "$MARKET_API_KEY" in panel
+    assert 'data-copy="start-snippet"' in panel
+    refused = client.post("/dashboard/jobs/new/", {"model": "echo", "input": "hi", "priority": "normal"})
+    assert "ask them for a deposit" in refused.content.decode(), "a refusal for money says the next step"
+
+    client.post("/dashboard/keys/", {"name": "laptop"})
+    keys_page = client.get("/dashboard/keys/").content.decode()
+    secret = re.search(r'data-testid="new-key" type="text" readonly value="([^"]+)"', keys_page).group(1)
+    assert f"Authorization: Bearer {secret}" in keys_page, "the snippet carries the new key, on the one page that shows it"
+    assert secret not in client.get("/dashboard/").content.decode(), "and no other page ever does"
+
+    funds_deposit(customer=newcomer, amount=10**18, reason="test")
+    page = client.get("/dashboard/").content.decode()
+    assert "you have 1 ETH to spend" in page and "you have one" in page
+    job_for(newcomer, status=JobStatus.COMPLETED)
+    assert "Getting started" not in client.get("/dashboard/").content.decode()
 
 
 def test_the_spend_chart_has_labelled_axes_and_its_table_beside_it(two_customers):
