@@ -92,14 +92,6 @@ def node_capacity_for(*, model: str) -> int:
     return sum(n.capacity for n in nodes_online().filter(model_map__has_key=model)) if model else 0
 
 
-def models_offered() -> list[str]:
-    """Every model an approved node serves: what a customer can pick from."""
-    models: set[str] = set()
-    for model_map in Node.objects.filter(approval=Node.Approval.APPROVED).values_list("model_map", flat=True):
-        models.update(model_map)
-    return sorted(models)
-
-
 def miner_nodes_overview(*, miner) -> list[dict]:
     """The miner's nodes as their dashboard shows them: state, hardware, load, record."""
     nodes = (

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from billing.exceptions import ConcurrentJobLimit
 from billing.selectors import pricing_policy_current
-from billing.services import node_rate, price_within_maximum, quote_job, reservation_wei
+from billing.services import Quote, node_rate, price_within_maximum, quote_job, reservation_wei
 from jobs.exceptions import IdempotencyConflict, QuotaExceeded, UnknownModel
 from jobs.live import publish_job_row_after_commit
 from jobs.models import BillingStatus, Job, JobEvent, JobStatus
@@ -89,6 +89,29 @@ def fitting_rates(*, policy, model: str, containers: list[str], gpu_type: str, g
     return (min(rates), max(rates)) if rates else None
 
 
+@dataclass(frozen=True)
+class PricedSpec:
+    quote: Quote
+    expected_seconds: int
+    gpu_type: str
+    outlook: ModelOutlook | None
+
+
+def job_quote(spec: JobSpec) -> PricedSpec:
+    """What the job would be quoted and reserved at if submitted now (nothing is created)."""
+    policy = pricing_policy_current()
+    outlook = model_outlook(model=spec.model) if spec.model else None
+    expected = (outlook and outlook.median_seconds) or policy.default_expected_seconds
+    gpu_type = gpu_type_normalize(spec.gpu_type) if spec.gpu_type else ""
+    quote = quote_job(
+        model=spec.model, gpu_type=gpu_type, gpu_count=spec.gpu_count, priority=spec.priority,
+        expected_seconds=expected, timeout_seconds=spec.timeout_seconds, policy=policy,
+        rates=fitting_rates(policy=policy, model=spec.model, containers=spec.containers, gpu_type=gpu_type,
+                            gpu_count=spec.gpu_count, min_vram_gb=spec.min_vram_gb),
+    )
+    return PricedSpec(quote=quote, expected_seconds=expected, gpu_type=gpu_type, outlook=outlook)
+
+
 def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: str | None = None,
                job_id: str | None = None) -> Submission:
     """``job_id``, when given, is the new job's id (a caller that must listen to the job before it exists)."""
@@ -101,29 +124,21 @@ def job_submit(*, principal: CustomerPrincipal, spec: JobSpec, idempotency_key: 
         what = f"model {spec.model}" if spec.model else f"containers {', '.join(spec.containers)}"
         raise UnknownModel(f"no node on this marketplace serves {what}")
 
-    policy = pricing_policy_current()
-    outlook = model_outlook(model=spec.model) if spec.model else None
-    expected = (outlook and outlook.median_seconds) or policy.default_expected_seconds
-    gpu_type = gpu_type_normalize(spec.gpu_type) if spec.gpu_type else ""
-    quote = quote_job(
-        model=spec.model, gpu_type=gpu_type, gpu_count=spec.gpu_count, priority=spec.priority,
-        expected_seconds=expected, timeout_seconds=spec.timeout_seconds, policy=policy,
-        rates=fitting_rates(policy=policy, model=spec.model, containers=spec.containers, gpu_type=gpu_type,
-                            gpu_count=spec.gpu_count, min_vram_gb=spec.min_vram_gb),
-    )
+    priced = job_quote(spec)
+    quote = priced.quote
     price_within_maximum(quote=quote, max_price_wei=spec.max_price_wei)
     fields = dict(
         model=spec.model,
         containers=spec.containers,
         input=spec.input,
         output_config=spec.output_config,
-        gpu_type=gpu_type,
+        gpu_type=priced.gpu_type,
         gpu_count=spec.gpu_count,
         min_vram_gb=spec.min_vram_gb,
         priority=spec.priority,
         timeout_seconds=spec.timeout_seconds,
         max_price_wei=spec.max_price_wei,
-        estimated_time_seconds=_estimate_seconds(outlook, expected),
+        estimated_time_seconds=_estimate_seconds(priced.outlook, priced.expected_seconds),
         idempotency_key=idempotency_key or None,
         request_hash=spec.fingerprint(),
     )

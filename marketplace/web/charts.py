@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from marketplace.templatetags.market import ether
+from marketplace.templatetags.market import readable_wei
 
 WIDTH, HEIGHT, GAP = 600, 160, 2
 
@@ -53,13 +53,13 @@ def daily_wei_chart(*, title: str, days: int, totals: dict[str, int], today: dat
             width=round(slot - GAP, 2),
             height=round(HEIGHT * value / top, 2),
             label=day.isoformat(),
-            value=f"{ether(value)} ETH",
+            value=readable_wei(value),
         )
         for index, (day, value) in enumerate(zip(dates, values))
     ]
     total = sum(values)
-    summary = f"{title}: {ether(total)} ETH in the last {days} days, at most {ether(max(values))} ETH in a day"
-    amount_ticks = (f"{ether(top)} ETH", f"{ether(top // 2)} ETH", "0") if any(values) else ()
+    summary = f"{title}: {readable_wei(total)} in the last {days} days, at most {readable_wei(max(values))} in a day"
+    amount_ticks = (readable_wei(top), readable_wei(top // 2), "0") if any(values) else ()
     day_ticks = tuple(_day(d) for d in (dates[0], dates[len(dates) // 2], dates[-1]))
     return BarChart(title=title, summary=summary, bars=bars, amount_ticks=amount_ticks, day_ticks=day_ticks)
 

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -16,14 +16,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from billing.exceptions import InsufficientFunds
 from billing.ledger import account_for_customer
 from jobs.exceptions import JobNotFound
-from jobs.models import ACTIVE, BillingStatus, Job, JobStatus
+from jobs.catalogue import catalogue, catalogue_entry
+from jobs.models import ACTIVE, BillingStatus, Job, JobStatus, Priority
 from jobs.selectors import job_get_for_customer, jobs_of_customer, jobs_page, usage_by_day
 from jobs.services.lifecycle import job_cancel
-from jobs.services.submit import JobSpec, job_submit
+from jobs.services.submit import JobSpec, job_quote, job_submit
 from marketplace.authentication import CustomerPrincipal
 from marketplace.errors import ApiError
 from marketplace.models import ApiKey
 from marketplace.paging import InvalidQuery
+from marketplace.templatetags.market import readable_wei
 from marketplace.services import api_key_create, api_key_revoke
 from marketplace.web.access import customer_required
 from marketplace.web.charts import daily_wei_chart
@@ -157,15 +159,18 @@ def job_result_download(request, customer, job_id: str):
 @require_http_methods(["GET", "POST"])
 @customer_required
 def job_new(request, customer):
-    form = JobSubmitForm(request.POST or None)
+    """The playground: pick a model (its description and an example input come with it), see
+    the quote, run it, and watch it on the job's page."""
+    models = catalogue()
+    chosen = request.GET.get("model") if any(e.model == request.GET.get("model") for e in models) else None
+    chosen = chosen or (models[0].model if models else None)
+    example = next((e.example_text for e in models if e.model == chosen), "")
+    form = JobSubmitForm(request.POST or None, models=models,
+                         initial={"model": chosen, "input": example})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        spec = JobSpec(
-            model=data["model"], containers=[], input=data["input"],
-            output_config={"destination": "local", "format": "json"}, gpu_type="", gpu_count=0, min_vram_gb=0,
-            priority=data["priority"], timeout_seconds=3600,
-            max_price_wei=int(data["max_price_wei"]) if data["max_price_wei"] else None,
-        )
+        spec = _form_spec(model=data["model"], job_input=data["input"], priority=data["priority"],
+                          max_price_wei=form.max_price_wei())
         try:
             submission = job_submit(principal=CustomerPrincipal(customer=customer, api_key=None), spec=spec)
         except ApiError as error:
@@ -174,7 +179,42 @@ def job_new(request, customer):
                 form.add_error(None, settings.FUNDING_HELP)  # and the next step
         else:
             return redirect("dashboard-job", job_id=submission.job.public_id)
-    return render(request, "web/job_new.html", {"customer": customer, "form": form})
+    return render(request, "web/job_new.html", {"customer": customer, "form": form, "models": models})
+
+
+def _form_spec(*, model: str, job_input, priority: str, max_price_wei: int | None = None) -> JobSpec:
+    return JobSpec(
+        model=model, containers=[], input=job_input,
+        output_config={"destination": "local", "format": "json"}, gpu_type="", gpu_count=0, min_vram_gb=0,
+        priority=priority, timeout_seconds=FORM_TIMEOUT_SECONDS, max_price_wei=max_price_wei,
+    )
+
+
+FORM_TIMEOUT_SECONDS = 3600
+
+
+@require_GET
+@customer_required
+def models_page(request, customer):
+    return render(request, "web/models.html", {"customer": customer, "models": catalogue()})
+
+
+@require_GET
+@customer_required
+def model_quote(request, customer, model: str):
+    """The quote a job of this model gets now, before it is submitted (the playground's)."""
+    priority = request.GET.get("priority", Priority.NORMAL)
+    if catalogue_entry(model) is None or priority not in Priority.values:
+        return JsonResponse({"error": {"status": 404, "code": "model_not_found",
+                                       "detail": f"no online node serves {model!r} at priority {priority!r}"}},
+                            status=404)
+    quote = job_quote(_form_spec(model=model, job_input="", priority=priority)).quote
+    return JsonResponse({
+        "model": model, "priority": priority,
+        "price_wei": str(quote.price_wei), "price": readable_wei(quote.price_wei),
+        "expected_seconds": quote.expected_seconds,
+        "worst_case_wei": str(quote.worst_case_wei), "worst_case": readable_wei(quote.worst_case_wei),
+    })
 
 
 ISSUED_KEY = "dashboard-issued-api-key"

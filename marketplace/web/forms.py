@@ -1,29 +1,39 @@
 """The dashboards' forms: what a person types, checked before a service sees it."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.conf import settings
 
 from jobs.models import JobStatus, Priority
-from nodes.selectors import models_offered
 from wire.bounded_json import INVALID, NOT_FINITE, JsonRejected, loads_bounded
 
 
+WEI_PER_ETHER = Decimal(10) ** 18
+
+
 class JobSubmitForm(forms.Form):
+    """``models``: the catalogue's entries, the models an online node runs now."""
+
     model = forms.ChoiceField(label="Model")
     input = forms.CharField(
         label="Input", widget=forms.Textarea(attrs={"rows": 5}),
         help_text='Text, or JSON (an object goes to the model as it is, e.g. {"text": "hello"}).',
     )
     priority = forms.ChoiceField(label="Priority", choices=Priority.choices, initial=Priority.NORMAL)
-    max_price_wei = forms.RegexField(
-        label="Most you will pay (wei)", regex=r"^\d{1,78}$", required=False,
-        help_text="Optional. Refused if the quote is higher.",
+    max_price_eth = forms.DecimalField(
+        label="Most you will pay (ETH)", required=False, min_value=0, max_digits=40, decimal_places=18,
+        help_text="Optional. Refused if the quote is higher; a run is stopped when it reaches it.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, models=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["model"].choices = [(m, m) for m in models_offered()]
+        self.fields["model"].choices = [(entry.model, entry.model) for entry in models]
+
+    def max_price_wei(self) -> int | None:
+        value = self.cleaned_data.get("max_price_eth")
+        return None if value is None else int(value * WEI_PER_ETHER)
 
     def clean_input(self):
         text = self.cleaned_data["input"]

@@ -117,6 +117,7 @@ def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_ear
     assert page.url.endswith("/dashboard/")
     assert others["bob_job"] not in page.content(), "another customer's job never shows"
     assert_accessible_basics(page)
+    sync_api.expect(page.locator("#getting-started")).to_contain_text("Send a job")
     shoot(page, "customer-dashboard")
 
     page.click("text=API keys")
@@ -151,12 +152,28 @@ def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_ear
     assert_accessible_basics(page)
     shoot(page, "customer-job")
 
+    # the catalogue and the playground: a model's example is filled in and quoted, no JSON typed
+    page.click("nav >> text=Models")
+    assert_accessible_basics(page)
+    shoot(page, "customer-models")
+    page.click("#model-tokens a.button")
+    sync_api.expect(page.locator("#quote")).to_contain_text("Quote: about")
+    assert "answer in a stream of words" in page.input_value("#id_input")
+    page.select_option("#id_priority", "urgent")
+    sync_api.expect(page.locator("#quote")).to_contain_text("Quote: about")
+    assert_accessible_basics(page)
+    shoot(page, "customer-playground")
+    page.click("#playground button[type=submit]")
+    page.wait_for_url("**/dashboard/jobs/job_*/")
+    sync_api.expect(page.locator("#job-status")).to_have_text("completed", timeout=30000)
+    sync_api.expect(page.locator("#output")).to_have_text("GPUs on this marketplace answer in a stream of words")
+
     page.click("nav >> text=New job")
     assert_accessible_basics(page)
     shoot(page, "customer-new-job")
     page.select_option("#id_model", "tokens")
     page.fill("#id_input", json.dumps({"text": "one two three four five six", "delay": 0.4}))
-    page.click("form >> text=Submit")
+    page.click("#playground button[type=submit]")
     page.wait_for_url("**/dashboard/jobs/job_*/")
     page.evaluate("window.__not_reloaded = true")
     sync_api.expect(page.locator("#output")).to_contain_text("one two", timeout=15000)
@@ -181,7 +198,7 @@ def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_ear
     page.click("nav >> text=New job")
     page.select_option("#id_model", "sleep")
     page.fill("#id_input", json.dumps({"seconds": 60}))
-    page.click("form >> text=Submit")
+    page.click("#playground button[type=submit]")
     page.wait_for_url("**/dashboard/jobs/job_*/")
     sync_api.expect(page.locator("#job-status")).to_have_text("running", timeout=15000)
     page.once("dialog", lambda dialog: dialog.accept())  # "Cancel this job?"

@@ -260,6 +260,45 @@ def test_a_result_downloads_as_a_json_file_for_its_customer_only(two_customers):
     assert signed_in(alice.user).get(f"/dashboard/jobs/{pending.public_id}/result.json").status_code == 404
 
 
+def test_the_catalogue_lists_what_online_nodes_run_now_with_price_run_time_and_nodes(two_customers, echo_node):
+    alice, _ = two_customers
+    factories.node(models=("ghost",), online=False)
+    factories.node(models=("tokens", "echo"))
+    page = signed_in(alice.user).get("/models/").content.decode()
+    assert "ghost" not in page, "a model no online node runs is not offered"
+    rows = re.findall(r'<tr id="model-([\w-]+)">(.*?)</tr>', page, re.S)
+    assert [model for model, _ in rows] == ["tokens", "echo", "sleep"], "the built-in models in their order"
+    echo = dict(rows)["echo"]
+    assert "Answers with its input" in echo and re.search(r'from <span title="\d+ wei">[\d.]+ (ETH|gwei|wei)</span> a second', echo)
+    assert "<td class=\"hide-narrow\">2</td>" in echo, "two nodes online serve echo"
+    assert 'href="/dashboard/jobs/new/?model=echo"' in echo
+
+
+def test_the_playground_starts_from_a_models_example_and_quotes_before_anything_is_submitted(
+        two_customers, echo_node):
+    alice, _ = two_customers
+    client = signed_in(alice.user)
+    page = client.get("/dashboard/jobs/new/?model=echo").content.decode()
+    assert re.search(r'<option value="echo" data-example="[^"]*" data-description="[^"]*" selected>', page)
+    assert "{&quot;text&quot;: &quot;hello&quot;}</textarea>" in page, "its example input is filled in"
+    normal = client.get("/models/echo/quote/?priority=normal").json()
+    urgent = client.get("/models/echo/quote/?priority=urgent").json()
+    assert int(urgent["price_wei"]) > int(normal["price_wei"]) > 0 and normal["price"].endswith(("ETH", "gwei", "wei"))
+    assert int(normal["worst_case_wei"]) >= int(normal["price_wei"])
+    assert client.get("/models/ghost/quote/").status_code == 404
+    assert client.get("/models/echo/quote/?priority=whenever").json()["error"]["code"] == "model_not_found"
+    client.post("/dashboard/jobs/new/", {"model": "echo", "input": "hi", "priority": "normal", "max_price_eth": "0.5"})
+    assert Job.objects.get(customer=alice).max_price_wei == 5 * 10**17, "the most to pay is asked in ether"
+
+
+def test_amounts_read_in_ether_or_gwei_with_the_exact_wei_beside():
+    from marketplace.templatetags.market import readable_wei, wei
+
+    assert [readable_wei(v) for v in (0, 999, 2_405_000_000_000, 10**15, 1_234_567 * 10**12)] == [
+        "0 ETH", "999 wei", "2405 gwei", "0.001 ETH", "1.235 ETH"]
+    assert wei(1_500_000_000_000_000) == '<span title="1500000000000000 wei">0.0015 ETH</span>'
+
+
 def test_submitting_from_the_form_makes_a_job_with_the_customers_money(two_customers, echo_node):
     alice, bob = two_customers
     client = signed_in(alice.user)
@@ -269,7 +308,7 @@ def test_submitting_from_the_form_makes_a_job_with_the_customers_money(two_custo
     assert response.url == f"/dashboard/jobs/{job.public_id}/"
     assert job.input == {"text": "hi"} and job.billing_status == "reserved" and job.api_key is None
     refused = client.post("/dashboard/jobs/new/", {"model": "echo", "input": "x", "priority": "normal",
-                                                   "max_price_wei": "0"})
+                                                   "max_price_eth": "0"})
     assert refused.status_code == 200 and "above" in refused.content.decode().lower()
     assert not Job.objects.filter(customer=bob).exists()
 

@@ -83,7 +83,7 @@
         .then(function (html) {
           if (!html) return;
           const fresh = new DOMParser().parseFromString(html, "text/html");
-          for (const selector of ["#balance-figures", "#spend-chart", ...rows]) {
+          for (const selector of ["#balance-figures", "#spend-chart", "#jobs-count", ...rows]) {
             const now = document.querySelector(selector), next = fresh.querySelector(selector);
             if (now && next) now.replaceWith(next);
           }
@@ -112,6 +112,41 @@
         else if (!FINAL.includes(event.status)) refreshParts(["#job-summary"]);
       }
     });
+  }
+
+  // the playground (the new-job form): a model brings its description and an example input, and
+  // the quote for the model and priority shows before anything is submitted
+  const playground = document.getElementById("playground");
+  if (playground) {
+    const select = playground.querySelector("select[name=model]");
+    const input = playground.querySelector("textarea[name=input]");
+    const priority = playground.querySelector("select[name=priority]");
+    const description = document.getElementById("model-description");
+    const quote = document.getElementById("quote");
+    let example = select.selectedOptions[0] ? select.selectedOptions[0].dataset.example : "";
+    const showQuote = function () {
+      const model = select.value;
+      fetch(playground.dataset.quoteUrl + encodeURIComponent(model) + "/quote/?priority=" +
+            encodeURIComponent(priority.value), { credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (q) {
+          if (!q || q.model !== select.value || q.priority !== priority.value) return;  // a later choice won
+          quote.textContent = "Quote: about " + q.price + " for a typical run (" + q.expected_seconds +
+            " s). Reserved until it ends: " + q.worst_case + ", the most it can cost.";
+          quote.title = q.price_wei + " wei";
+        })
+        .catch(function () { quote.textContent = ""; });
+    };
+    select.addEventListener("change", function () {
+      const option = select.selectedOptions[0];
+      // the example replaces the input only if it was left empty or as the last example
+      if (input.value.trim() === "" || input.value === example) input.value = option.dataset.example;
+      example = option.dataset.example;
+      description.textContent = option.dataset.description;
+      showQuote();
+    });
+    priority.addEventListener("change", showQuote);
+    showQuote();
   }
 
   // only the newest fetch is applied: a slow one made for "running" never undoes the final state
