@@ -325,9 +325,10 @@ def funds_deposit(*, customer, amount: int, reason: str, created_by=None, key: s
                    created_by=created_by, key=key)
 
 
-def funds_refund(*, customer, amount: int, reason: str, job=None, created_by=None) -> LedgerAdjustment:
+def funds_refund(*, customer, amount: int, reason: str, job=None, created_by=None,
+                 key: str | None = None) -> LedgerAdjustment:
     return _adjust(customer=customer, kind=LedgerAdjustment.Kind.REFUND, amount=amount, reason=reason,
-                   created_by=created_by, job=job)
+                   created_by=created_by, job=job, key=key)
 
 
 # the most one deposit or refund moves (10^18 ETH): far beyond any real one, and far enough

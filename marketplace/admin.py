@@ -2,10 +2,14 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
+from billing.ledger import account_for_customer
 from marketplace.models import ApiKey, Customer, Miner
 from marketplace.services import api_key_create, api_key_revoke, api_keys_forget_cached
+from marketplace.templatetags.market import ether
 from marketplace.web.login_throttle import login_locks_lift
 
 User = get_user_model()
@@ -44,13 +48,38 @@ class ApiKeyInline(admin.TabularInline):
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ("name", "public_id", "rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs", "created_at")
     search_fields = ("name", "public_id")
-    readonly_fields = ("public_id", "created_at")
+    readonly_fields = ("public_id", "created_at", "money", "limits_in_force")
     fieldsets = (
         (None, {"fields": ("name", "public_id", "user", "created_at")}),
+        ("Money", {"fields": ("money",)}),
         ("Limits (empty = the marketplace default, or none)", {
-            "fields": ("rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs", "monthly_spend_cap_wei"),
+            "fields": ("limits_in_force", "rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs",
+                       "monthly_spend_cap_wei"),
         }),
     )
+
+    @admin.display(description="Balance")
+    def money(self, customer):
+        if customer.pk is None:
+            return "–"
+        account = account_for_customer(customer)
+        deposit = reverse("admin:billing_ledgeradjustment_add") + f"?customer={customer.pk}&kind=deposit"
+        return format_html(
+            "{} ETH balance, {} ETH reserved for jobs in flight, {} ETH available ({} wei). "
+            '<a href="{}">Add a deposit</a> · <a href="{}">Statement</a>',
+            ether(account.balance_wei), ether(account.reserved_wei), ether(account.available_wei),
+            account.available_wei, deposit,
+            reverse("admin:billing_ledgeradjustment_changelist") + f"?customer__id__exact={customer.pk}",
+        )
+
+    @admin.display(description="In force now")
+    def limits_in_force(self, customer):
+        if customer.pk is None:
+            return "–"
+        cap = customer.monthly_spend_cap_wei
+        return (f"{customer.minute_limit} requests a minute, {customer.hour_limit} an hour, "
+                f"{customer.concurrent_job_limit} jobs at once, "
+                + (f"{ether(cap)} ETH a month" if cap is not None else "no monthly spend cap"))
     inlines = [ApiKeyInline]
     actions = ["issue_api_key"]
 

@@ -109,7 +109,7 @@ def _update_with_event(job_pk: int, values: dict, guard: str, params: list, even
     return True
 
 
-def job_cancel(*, job: Job) -> Job:
+def job_cancel(*, job: Job, by: str = "the customer") -> Job:
     """Cancel a job that has not finished; idempotent for a job already cancelled.
 
     The job ends here, at once; its node is told to stop after commit, and whatever
@@ -120,13 +120,13 @@ def job_cancel(*, job: Job) -> Job:
     if job.status in TERMINAL:
         raise JobStateConflict(f"job {job.public_id} already finished ({job.status}); it cannot be cancelled")
     with transaction.atomic():
-        if not job_transition(job=job, expected=ACTIVE, new_status=JobStatus.CANCELLED, reason="cancelled by the customer"):
+        if not job_transition(job=job, expected=ACTIVE, new_status=JobStatus.CANCELLED, reason=f"cancelled by {by}"):
             job.refresh_from_db()
             if job.status == JobStatus.CANCELLED:
                 return job
             raise JobStateConflict(f"job {job.public_id} already finished ({job.status}); it cannot be cancelled")
         JobAttempt.objects.filter(job=job, number=job.attempt_count, status=JobAttempt.Status.RUNNING).update(
-            status=JobAttempt.Status.CANCELLED, error="cancelled by the customer", ended_at=timezone.now()
+            status=JobAttempt.Status.CANCELLED, error=f"cancelled by {by}", ended_at=timezone.now()
         )
         cancel_on_node(job)
     return job

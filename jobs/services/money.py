@@ -13,6 +13,7 @@ from billing.ledger import month_of
 from billing.services import (
     SETTLED,
     funds_close,
+    funds_refund,
     funds_reserve,
     quoted_rate,
     seconds_within,
@@ -137,3 +138,19 @@ def job_bills_close_ended(*, customer) -> int:
             job_billing_close(job=job)
         closed += 1
     return closed
+
+
+def job_refund(*, job: Job, created_by=None) -> int:
+    """Give the customer back what the job was charged; the wei refunded, 0 if it was refunded
+    before or charged nothing. Staff's: the platform bears it, the miner keeps the payout. Once
+    per job, by the ledger's unique key: two refunds at once give back one charge, with no lock."""
+    charged = int(job.charged_price_wei or 0)
+    if job.billing_status != BillingStatus.SETTLED or charged <= 0:
+        return 0
+    try:
+        with transaction.atomic():
+            funds_refund(customer=job.customer, amount=charged, reason=f"refund of job {job.public_id}", job=job,
+                         created_by=created_by, key=f"job-refund:{job.pk}")
+    except AlreadyPosted:
+        return 0
+    return charged

@@ -1,9 +1,11 @@
 """Staff set pricing, limits and node approval from the Django admin."""
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from billing.models import PricingPolicy
 from billing.selectors import pricing_policy_current
@@ -171,3 +173,50 @@ def test_a_published_pricing_version_opens_read_only_and_the_current_one_is_mark
     assert "changed successfully" not in posted.content.decode() and posted.status_code in (200, 403)
     listing = staff.get("/admin/billing/pricingpolicy/").content.decode()
     assert 'alt="True"' in listing, "the current version is marked"
+
+
+def test_staff_cancel_and_refund_jobs_from_the_job_list_and_the_ledger_shows_it(staff, alice, alice_api, echo_node):
+    from billing.ledger import account_for_customer, balances_match_entries, conservation_holds
+    from billing.models import LedgerAdjustment, LedgerTransaction
+    from jobs.models import Job, JobStatus
+
+    queued = Job.objects.get(public_id=alice_api.post("/v1/jobs", {"model": "echo", "input": 1}, format="json").json()["job_id"])
+    response = staff.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [queued.pk]}, follow=True)
+    assert "Cancelled 1 job(s)" in response.content.decode()
+    queued.refresh_from_db()
+    assert queued.status == JobStatus.CANCELLED and queued.status_reason == "cancelled by staff (root)"
+    assert queued.billing_status == "released", "its reservation went back"
+
+    done = Job.objects.get(public_id=alice_api.post("/v1/jobs", {"model": "echo", "input": 2}, format="json").json()["job_id"])
+    from jobs.services.lifecycle import job_transition
+
+    ran_from = timezone.now() - timedelta(seconds=2)
+    Job.objects.filter(pk=done.pk).update(status=JobStatus.RUNNING, node=echo_node, attempt_count=1,
+                                          assigned_at=ran_from, started_at=ran_from)
+    done.refresh_from_db()
+    assert job_transition(job=done, expected=JobStatus.RUNNING, new_status=JobStatus.COMPLETED, reason="done",
+                          receipt={"body": {"duration_ms": "1500"}}, receipt_verified=True)
+    done.refresh_from_db()
+    charged = int(done.charged_price_wei)
+    assert done.billing_status == "settled" and charged > 0
+    before = int(account_for_customer(alice).available_wei)
+
+    response = staff.post("/admin/jobs/job/", {"action": "refund_jobs", "_selected_action": [done.pk, queued.pk]},
+                          follow=True)
+    assert "Refunded 1 job(s)" in response.content.decode()
+    assert int(account_for_customer(alice).available_wei) == before + charged
+    refund = LedgerAdjustment.objects.get(job=done, kind="refund")
+    assert refund.created_by.username == "root" and refund.transaction.kind == LedgerTransaction.Kind.REFUND
+    again = staff.post("/admin/jobs/job/", {"action": "refund_jobs", "_selected_action": [done.pk]}, follow=True)
+    assert "Refunded 0 job(s)" in again.content.decode(), "a job is refunded once"
+    assert int(account_for_customer(alice).available_wei) == before + charged
+    assert conservation_holds() and balances_match_entries()
+
+
+def test_a_customers_page_shows_their_money_the_limits_in_force_and_a_deposit_action(staff, alice):
+    page = staff.get(f"/admin/marketplace/customer/{alice.pk}/change/").content.decode()
+    assert "1000 ETH balance" in page and "0 ETH reserved" in page
+    assert re.search(r"\d+ requests a minute, \d+ an hour, \d+ jobs at once, no monthly spend cap", page)
+    link = re.search(r'href="(/admin/billing/ledgeradjustment/add/\?customer=\d+&amp;kind=deposit)"', page).group(1)
+    form = staff.get(link.replace("&amp;", "&")).content.decode()
+    assert re.search(rf'<option value="{alice.pk}" selected>', form) and re.search(r'<option value="deposit" selected>', form)
