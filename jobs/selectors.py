@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
 from billing.ledger import account_for_miner
 from jobs.exceptions import JobNotFound
@@ -153,6 +153,13 @@ def usage_by_day(*, customer: Customer, start: datetime | None, end: datetime | 
         }
         for date, totals in sorted(days.items())
     ]
+
+
+def node_payouts(*, miner: Miner) -> dict[int, int]:
+    """What each of the miner's nodes has been paid, all time: node pk → wei."""
+    rows = (Job.objects.filter(node__miner=miner, billing_status="settled").values("node_id")
+            .annotate(paid=Sum("payout_price_wei")))
+    return {row["node_id"]: int(row["paid"] or 0) for row in rows}
 
 
 def miner_earnings(*, miner: Miner, start: datetime | None = None, end: datetime | None = None) -> dict:

@@ -8,12 +8,12 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs.selectors import miner_earnings
-from marketplace.web.access import miner_required
-from marketplace.web.charts import daily_wei_chart
 from billing.selectors import miner_withdrawals, pricing_policy_current, withdrawal_fields
 from billing.services import node_rate, price_bounds, withdrawal_request
+from jobs.selectors import miner_earnings, node_payouts
 from marketplace.errors import ApiError
+from marketplace.web.access import miner_required
+from marketplace.web.charts import daily_wei_chart
 from marketplace.web.forms import NodePriceForm, WithdrawalForm
 from nodes.models import EnrollmentToken, Node
 from nodes.selectors import miner_nodes_overview
@@ -22,12 +22,14 @@ from nodes.services import enrollment_token_create, enrollment_token_revoke, nod
 CHART_DAYS = 30
 
 
-def _with_prices(rows: list[dict], price_error: dict) -> list[dict]:
+def _with_prices(rows: list[dict], price_error: dict, paid: dict[int, int]) -> list[dict]:
     """Each node's asked price, what it charges (the ask within the policy's bounds), the bounds,
-    and why a price just sent for it was refused."""
+    why a price just sent for it was refused, and what it has earned."""
     policy = pricing_policy_current()
     for row in rows:
         node = row["node"]
+        row["earned_wei"] = paid.get(node.pk, 0)
+        row["models"] = sorted(node.model_map) or sorted(node.containers)
         row["price_error"] = price_error.get(node.public_id, "")
         row["rate"] = node_rate(policy=policy, gpu_type=node.gpu_type, gpu_count=node.gpu_count,
                                 asked_wei=node.price_per_second_wei)
@@ -42,7 +44,7 @@ def _page(request, miner, issued=None, price_error=None, status=200, withdrawal_
                                             expires_at__gt=now).order_by("-created_at")
     return render(request, "web/miner.html", {
         "miner": miner,
-        "nodes": _with_prices(miner_nodes_overview(miner=miner), price_error or {}),
+        "nodes": _with_prices(miner_nodes_overview(miner=miner), price_error or {}, node_payouts(miner=miner)),
         "withdrawals": [withdrawal_fields(w) for w in miner_withdrawals(miner=miner, limit=20)],
         "withdrawal_form": withdrawal_form or WithdrawalForm(),
         "withdrawal_error": withdrawal_error,

@@ -208,7 +208,7 @@ def test_a_customer_watches_an_api_job_complete_live_then_the_miner_sees_the_ear
 
     miner_page = sign_in(browser, market, "miner")
     assert miner_page.url.endswith("/miner/")
-    rows = miner_page.locator("#nodes tbody tr")
+    rows = miner_page.locator("#nodes .node")
     sync_api.expect(rows).to_have_count(1)
     sync_api.expect(rows.first.locator(".state")).to_have_text("online")
     assert others["max_node"] not in miner_page.content(), "another miner's node never shows"

@@ -398,9 +398,12 @@ def test_the_miner_dashboard_shows_only_the_miners_nodes_with_their_record(two_m
         JobAttempt.objects.create(job=job, node=mine, number=1, status=status)
     page = signed_in(mia.user).get("/miner/").content.decode()
     assert mine.public_id in page and offline.public_id in page and theirs.public_id not in page
-    row = page.split(f'id="node-{mine.public_id}"')[1].split("</tr>")[0]
+    row = page.split(f'id="node-{mine.public_id}"')[1].split("</article>")[0]
     assert "online" in row and "2 × h100 (80.0 GB)" in row and "0/4" in row and ">3<" in row and "25%" in row
-    assert "offline" in page.split(f'id="node-{offline.public_id}"')[1].split("</tr>")[0]
+    assert '<dd data-testid="models">echo</dd>' in row, "the models it serves"
+    assert '<dd data-testid="node-earned"><span title="6000000000000000 wei">0.006 ETH</span></dd>' in row, \
+        "what this node earned"
+    assert "offline" in page.split(f'id="node-{offline.public_id}"')[1].split("</article>")[0]
     assert "Earnings per day" in page
 
 
@@ -443,14 +446,15 @@ def test_a_miner_sets_a_nodes_price_and_sees_what_it_charges_within_the_policy(t
     mia, max_ = two_miners
     node = factories.node(owner=mia, gpu_type="h100", gpu_count=1)
     client = signed_in(mia.user)
-    row = client.get("/miner/").content.decode().split(f'id="node-{node.public_id}"')[1].split("</tr>")[0]
-    assert "charges 250000" in row and "the policy's rate" in row and "200000–400000" in row
+    row = client.get("/miner/").content.decode().split(f'id="node-{node.public_id}"')[1].split("</article>")[0]
+    assert "250000 wei</span> a GPU-second" in row and "the policy's rate" in row
+    assert "allows <span title=\"200000 wei\">200000 wei</span> to <span title=\"400000 wei\">" in row
 
     assert client.post(f"/miner/nodes/{node.public_id}/price/", {"price_per_second_wei": "999999"}).status_code == 302
     node.refresh_from_db()
     assert int(node.price_per_second_wei) == 999999
-    row = client.get("/miner/").content.decode().split(f'id="node-{node.public_id}"')[1].split("</tr>")[0]
-    assert "charges 400000" in row, "held at the policy's ceiling"
+    row = client.get("/miner/").content.decode().split(f'id="node-{node.public_id}"')[1].split("</article>")[0]
+    assert "400000 wei</span> a GPU-second" in row, "held at the policy's ceiling"
 
     for bad in ("-5", "1e9", "9" * 31, "9" * 400):
         refused = client.post(f"/miner/nodes/{node.public_id}/price/", {"price_per_second_wei": bad})
