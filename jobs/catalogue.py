@@ -23,8 +23,8 @@ KNOWN = {
     "echo": ("Answers with its input, unchanged: the quickest way to try the API.", {"text": "hello"}),
     "sleep": ("Waits the seconds it is given and reports its progress: for trying progress and cancel.",
               {"seconds": 5}),
-    "embed": ("Turns text into a 384-number embedding (all-MiniLM-L6-v2), for search and clustering.",
-              {"text": "a sentence to embed"}),
+    "all-MiniLM-L6-v2": ("Turns text into a 384-number sentence embedding, for search and clustering.",
+                         {"text": "a sentence to embed"}),
 }
 UNKNOWN_EXAMPLE = {"text": "hello"}
 TYPICAL_TIMEOUT_SECONDS = 3600
@@ -52,9 +52,10 @@ def _order(model: str) -> tuple[int, str]:
 
 def catalogue() -> list[CatalogueEntry]:
     nodes_by_model = defaultdict(list)
-    for node in nodes_online().only("model_map", "gpu_type", "gpu_count", "price_per_second_wei"):
+    for node in nodes_online().only("model_map", "unavailable_models", "gpu_type", "gpu_count", "price_per_second_wei"):
         for model in node.model_map:
-            nodes_by_model[model].append(node)
+            if model not in node.unavailable_models:  # the node said it cannot run it now
+                nodes_by_model[model].append(node)
     policy = pricing_policy_current()
     entries = []
     for model in sorted(nodes_by_model, key=_order):

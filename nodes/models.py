@@ -70,6 +70,8 @@ class Node(models.Model):
     # the attempts ([job id, attempt]) its last heartbeat said it runs: a job it holds is not taken
     # back for a late "accepted" (the marketplace may be the one behind, reading its frames)
     running_attempts = models.JSONField(default=list, blank=True)
+    # models it advertises and said (in its hello) it cannot run now, each with why: not offered
+    unavailable_models = models.JSONField(default=dict, blank=True)
     # failures it caused since its last success: each halves the slots it is given (at least one)
     strikes = models.PositiveSmallIntegerField(default=0)
 

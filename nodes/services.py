@@ -166,6 +166,16 @@ def node_authenticate(*, node_id: str, headers, method: str, path: str, body: by
     return node
 
 
+MAX_REASON_CHARS = 300
+
+
+def _unavailable_check(node: Node, unavailable) -> dict[str, str]:
+    """The models the node says it cannot run, with why: only models it advertises count."""
+    if not isinstance(unavailable, dict) or not all(isinstance(v, str) for v in unavailable.values()):
+        raise NodeRequestInvalid("unavailable must map model names to reasons")
+    return {model: reason[:MAX_REASON_CHARS] for model, reason in unavailable.items() if model in node.model_map}
+
+
 def node_heartbeat(*, node: Node, report: dict) -> Node:
     fields = {"last_heartbeat_at": timezone.now(), "last_heartbeat": report}
     if "capacity" in report:
@@ -173,6 +183,8 @@ def node_heartbeat(*, node: Node, report: dict) -> Node:
                 or not 1 <= report["capacity"] <= MAX_CAPACITY:
             raise NodeRequestInvalid(f"capacity must be a whole number from 1 to {MAX_CAPACITY}")
         fields["capacity"] = report["capacity"]
+    if "unavailable" in report:
+        fields["unavailable_models"] = _unavailable_check(node, report.pop("unavailable"))
     if "transport_keys" in report:
         fields["transport_keys"] = transport_keys_check(
             identity_public_key=node.identity_public_key, keys=report.pop("transport_keys")

@@ -7,7 +7,8 @@ nonce (a signed upgrade sent twice is refused). Then every frame is one JSON obj
 with a ``type``:
 
 node → marketplace
-  hello      {capacity, running, results, transport_keys}: first frame after connecting
+  hello      {capacity, running, results, transport_keys, unavailable?}: first frame after connecting
+             (unavailable: model → why the node cannot run it now)
   heartbeat  {running, free, transport_keys?}
   accepted   {job_id, attempt, node_job_id}: the job started on the node
   refused    {job_id, attempt, code, error}: the node will not run it

@@ -107,6 +107,8 @@ def _hello(node_pk: int, frame: dict, connected_at: float) -> tuple[set, list]:
     no longer holds were lost with its restart: they run again, on it too."""
     node = Node.objects.get(pk=node_pk)
     report = {k: frame[k] for k in ("capacity", "transport_keys") if k in frame}
+    # each hello says anew what the node cannot run (an agent that says nothing can run it all)
+    report["unavailable"] = frame.get("unavailable", {})
     node_heartbeat(node=node, report=report)
     held = _attempt_keys(_listed(frame, "running"))
     reported = held | _attempt_keys(_listed(frame, "results"))

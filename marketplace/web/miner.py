@@ -29,7 +29,7 @@ def _with_prices(rows: list[dict], price_error: dict, paid: dict[int, int]) -> l
     for row in rows:
         node = row["node"]
         row["earned_wei"] = paid.get(node.pk, 0)
-        row["models"] = sorted(node.model_map) or sorted(node.containers)
+        row["models"] = [(model, node.unavailable_models.get(model, "")) for model in sorted(node.model_map)]
         row["price_error"] = price_error.get(node.public_id, "")
         row["rate"] = node_rate(policy=policy, gpu_type=node.gpu_type, gpu_count=node.gpu_count,
                                 asked_wei=node.price_per_second_wei)

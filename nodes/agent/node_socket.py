@@ -163,6 +163,7 @@ class NodeSocket:
             "type": "hello",
             "capacity": self._state.config.capacity,
             "transport_keys": self._state.keyring.published(),
+            "unavailable": self._state.unavailable_models(),
             "running": self._keys(self.running),
             "results": [{"job_id": k[0], "attempt": k[1], "result": r} for k, (_, r) in self.outbox.items()],
         }

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from nodes.agent import AGENT_VERSION
+from nodes.agent.builtin import READINESS
 from nodes.agent.config import AgentConfig
 from nodes.agent.errors import AgentError, BadRequest, Forbidden, NotFound
 from nodes.agent.guards import RateLimiter, flag_value, is_delegated_subscription, parse_job_request
@@ -53,6 +54,17 @@ class AgentState:
     background: set[asyncio.Task] = field(default_factory=set)
     # set when the transport keys changed: the heartbeat publishes them at once
     keys_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def unavailable_models(self) -> dict[str, str]:
+        """The models this node advertises and cannot run now, with why (a built-in container whose
+        package is not installed): the marketplace stops offering them."""
+        missing = {}
+        for container in self.config.containers:
+            check = READINESS.get(container.entrypoint)
+            reason = check() if check else None
+            if reason:
+                missing.update({model: reason for model in container.models})
+        return missing
 
     def enrolled(self, *, node_id: str) -> None:
         """The marketplace's node id, for receipts and private contexts."""

@@ -516,3 +516,20 @@ def test_a_result_that_frees_a_slot_places_the_waiting_job_there_without_a_worke
     second = wait_job(waiting)
     assert (second.status, second.node_id) == (JobStatus.COMPLETED, agent.node.pk)
     assert len(dispatcher.sent) == asked, "the freed slot asked a worker instead of passing itself"
+
+
+def test_a_model_a_node_says_it_cannot_run_is_not_offered_and_its_miner_sees_why(fake_node):
+    from jobs.catalogue import catalogue
+
+    peer = fake_node(models=("echo", "all-MiniLM-L6-v2"))
+    peer.connect(unavailable={"all-MiniLM-L6-v2": "not installed", "never-advertised": "x"})
+    wait_for(lambda: Node.objects.get(pk=peer.node.pk).unavailable_models == {"all-MiniLM-L6-v2": "not installed"},
+             message="the hello's report was not recorded")
+    offered = [entry.model for entry in catalogue()]
+    assert "echo" in offered and "all-MiniLM-L6-v2" not in offered, "a model no node can run now is not offered"
+    peer.close()
+
+    again = fake_node(models=("echo", "all-MiniLM-L6-v2"))
+    Node.objects.filter(pk=again.node.pk).update(unavailable_models={"all-MiniLM-L6-v2": "not installed"})
+    again.connect()  # a hello that reports nothing: it can run everything again (installed since)
+    wait_for(lambda: Node.objects.get(pk=again.node.pk).unavailable_models == {}, message="the report stayed")

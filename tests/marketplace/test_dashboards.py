@@ -16,7 +16,7 @@ from django.utils import timezone
 from billing.services import funds_deposit
 from jobs.models import Job, JobAttempt, JobStatus
 from marketplace.models import ApiKey
-from nodes.models import EnrollmentToken
+from nodes.models import EnrollmentToken, Node
 from tests import factories
 
 PASSWORD = "correct horse battery staple"
@@ -404,6 +404,10 @@ def test_the_miner_dashboard_shows_only_the_miners_nodes_with_their_record(two_m
     assert '<dd data-testid="node-earned"><span title="6000000000000000 wei">0.006 ETH</span></dd>' in row, \
         "what this node earned"
     assert "offline" in page.split(f'id="node-{offline.public_id}"')[1].split("</article>")[0]
+    Node.objects.filter(pk=mine.pk).update(model_map={"echo": "echo", "all-MiniLM-L6-v2": "embed"},
+                                           unavailable_models={"all-MiniLM-L6-v2": "not installed"})
+    row = signed_in(mia.user).get("/miner/").content.decode().split(f'id="node-{mine.public_id}"')[1]
+    assert "all-MiniLM-L6-v2 (not working: not installed)" in row.split("</article>")[0]
     assert "Earnings per day" in page
 
 

@@ -1,4 +1,5 @@
 """The built-in demo containers, through a real agent."""
+import importlib.util
 import time
 
 import pytest
@@ -51,3 +52,18 @@ def test_bad_input_fails_the_job_not_the_worker(agent):
     job = agent.wait(agent.submit(["sleep"], {"seconds": "forever"}))
     assert job["result"] == {"container": "sleep", "error": "seconds must be a number from 0 to 3600"}
     assert agent.wait(agent.submit(["sleep"], {"seconds": 0}))["status"] == "success"
+
+
+def test_the_agent_names_the_models_it_cannot_run_and_why(monkeypatch):
+    from types import SimpleNamespace
+
+    from nodes.agent.config import builtin_containers
+    from nodes.agent.server import AgentState
+
+    state = SimpleNamespace(config=SimpleNamespace(containers=builtin_containers()))
+    monkeypatch.setitem(builtin.READINESS, "nodes.agent.builtin:embed", lambda: "not installed here")
+    assert AgentState.unavailable_models(state) == {"all-MiniLM-L6-v2": "not installed here"}
+    monkeypatch.setitem(builtin.READINESS, "nodes.agent.builtin:embed", lambda: None)
+    assert AgentState.unavailable_models(state) == {}
+    assert (builtin.embed_missing() is None) == all(
+        importlib.util.find_spec(m) for m in ("sentence_transformers", builtin.EMBED_MODEL_PACKAGE))
