@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 from datetime import timedelta
+from http import HTTPStatus
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -25,16 +26,16 @@ from marketplace.authentication import CustomerPrincipal
 from marketplace.errors import ApiError
 from marketplace.models import ApiKey
 from marketplace.paging import InvalidQuery
-from marketplace.templatetags.market import readable_wei
 from marketplace.services import api_key_create, api_key_revoke
+from marketplace.templatetags.market import readable_wei
 from marketplace.web.access import customer_required
 from marketplace.web.charts import daily_wei_chart
 from marketplace.web.forms import ApiKeyCreateForm, JobFilterForm, JobSubmitForm
 
 CHART_DAYS = 30
-
-
 JOBS_PER_PAGE = 25
+# a job made on the dashboard may run this long
+FORM_TIMEOUT_SECONDS = 3600
 
 
 @require_GET
@@ -182,15 +183,18 @@ def job_new(request, customer):
     return render(request, "web/job_new.html", {"customer": customer, "form": form, "models": models})
 
 
+def _problem(status: int, code: str, detail: str) -> JsonResponse:
+    """An error in the API's shape, for the dashboard's own JSON."""
+    return JsonResponse({"error": {"status": status, "title": HTTPStatus(status).phrase, "detail": detail,
+                                   "code": code}}, status=status)
+
+
 def _form_spec(*, model: str, job_input, priority: str, max_price_wei: int | None = None) -> JobSpec:
     return JobSpec(
         model=model, containers=[], input=job_input,
         output_config={"destination": "local", "format": "json"}, gpu_type="", gpu_count=0, min_vram_gb=0,
         priority=priority, timeout_seconds=FORM_TIMEOUT_SECONDS, max_price_wei=max_price_wei,
     )
-
-
-FORM_TIMEOUT_SECONDS = 3600
 
 
 @require_GET
@@ -204,10 +208,10 @@ def models_page(request, customer):
 def model_quote(request, customer, model: str):
     """The quote a job of this model gets now, before it is submitted (the playground's)."""
     priority = request.GET.get("priority", Priority.NORMAL)
-    if catalogue_entry(model) is None or priority not in Priority.values:
-        return JsonResponse({"error": {"status": 404, "code": "model_not_found",
-                                       "detail": f"no online node serves {model!r} at priority {priority!r}"}},
-                            status=404)
+    if priority not in Priority.values:
+        return _problem(400, "invalid_query", f"priority must be one of {', '.join(Priority.values)}")
+    if catalogue_entry(model) is None:
+        return _problem(404, "model_not_found", f"no online node runs {model!r} now")
     quote = job_quote(_form_spec(model=model, job_input="", priority=priority)).quote
     return JsonResponse({
         "model": model, "priority": priority,

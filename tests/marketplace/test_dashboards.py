@@ -286,7 +286,9 @@ def test_the_playground_starts_from_a_models_example_and_quotes_before_anything_
     assert int(urgent["price_wei"]) > int(normal["price_wei"]) > 0 and normal["price"].endswith(("ETH", "gwei", "wei"))
     assert int(normal["worst_case_wei"]) >= int(normal["price_wei"])
     assert client.get("/models/ghost/quote/").status_code == 404
-    assert client.get("/models/echo/quote/?priority=whenever").json()["error"]["code"] == "model_not_found"
+    bad = client.get("/models/echo/quote/?priority=whenever")
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_query"
+    assert client.get("/models/ghost/quote/").json()["error"]["code"] == "model_not_found"
     client.post("/dashboard/jobs/new/", {"model": "echo", "input": "hi", "priority": "normal", "max_price_eth": "0.5"})
     assert Job.objects.get(customer=alice).max_price_wei == 5 * 10**17, "the most to pay is asked in ether"
 

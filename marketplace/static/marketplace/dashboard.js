@@ -92,6 +92,23 @@
     }, 300);
   }
 
+  // only the newest fetch is applied: a slow one made for "running" never undoes the final state
+  let latest = 0;
+  function refreshParts(selectors) {
+    const mine = ++latest;
+    fetch(location.pathname, { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (!html || mine !== latest) return;
+        const fresh = new DOMParser().parseFromString(html, "text/html");
+        for (const selector of selectors) {
+          const now = document.querySelector(selector), next = fresh.querySelector(selector);
+          if (now && next) now.replaceWith(next);
+        }
+      })
+      .catch(function () { /* the parts stay as they were; a reload shows them */ });
+  }
+
   // a job's page: status, progress and output chunks as they come; when it ends, the parts that
   // changed with it (figures, times, buttons, result, receipt, events) are fetched and swapped in.
   // The streamed text stays as it came.
@@ -149,20 +166,4 @@
     showQuote();
   }
 
-  // only the newest fetch is applied: a slow one made for "running" never undoes the final state
-  let latest = 0;
-  function refreshParts(selectors) {
-    const mine = ++latest;
-    fetch(location.pathname, { credentials: "same-origin" })
-      .then(function (response) { return response.ok ? response.text() : null; })
-      .then(function (html) {
-        if (!html || mine !== latest) return;
-        const fresh = new DOMParser().parseFromString(html, "text/html");
-        for (const selector of selectors) {
-          const now = document.querySelector(selector), next = fresh.querySelector(selector);
-          if (now && next) now.replaceWith(next);
-        }
-      })
-      .catch(function () { /* the parts stay as they were; a reload shows them */ });
-  }
 })();
