@@ -23,7 +23,8 @@ def node_serves(node: Node, *, model: str, containers: list[str]) -> bool:
 def _serves(node: Node, model: str, containers: list[str]) -> bool:
     if containers:
         return all(c in node.containers for c in containers)
-    return model in node.model_map
+    # a model the node said it cannot run now (its hello: not installed, say) is not served
+    return model in node.model_map and model not in node.unavailable_models
 
 
 def model_is_known(*, model: str = "", containers: list[str] | None = None) -> bool:
@@ -31,7 +32,7 @@ def model_is_known(*, model: str = "", containers: list[str] | None = None) -> b
     approved = Node.objects.filter(approval=Node.Approval.APPROVED)
     if containers:
         return any(_serves(node, "", containers) for node in approved.only("containers"))
-    return approved.filter(model_map__has_key=model).exists()
+    return approved.filter(model_map__has_key=model).exclude(unavailable_models__has_key=model).exists()
 
 
 def node_offers_fitting(*, model: str, containers: list[str], gpu_type: str, gpu_count: int,
@@ -41,7 +42,8 @@ def node_offers_fitting(*, model: str, containers: list[str], gpu_type: str, gpu
     queryset = _meeting(Node.objects.filter(approval=Node.Approval.APPROVED), model=model, containers=containers,
                         gpu_type=gpu_type, gpu_count=gpu_count, min_vram_gb=min_vram_gb)
     return [(node.gpu_type, node.gpu_count, int(node.price_per_second_wei))
-            for node in queryset.only("gpu_type", "gpu_count", "price_per_second_wei", "containers", "model_map")
+            for node in queryset.only("gpu_type", "gpu_count", "price_per_second_wei", "containers", "model_map",
+                                      "unavailable_models")
             if _serves(node, model, containers)]
 
 
@@ -55,7 +57,7 @@ def _meeting(queryset: QuerySet[Node], *, model: str, containers: list[str], gpu
     if min_vram_gb:
         queryset = queryset.filter(vram_gb__gte=min_vram_gb)
     if not containers:
-        queryset = queryset.filter(model_map__has_key=model)
+        queryset = queryset.filter(model_map__has_key=model).exclude(unavailable_models__has_key=model)
     return queryset
 
 
@@ -89,7 +91,10 @@ def no_candidate_reason(*, model: str, containers: list[str], gpu_type: str, gpu
 
 
 def node_capacity_for(*, model: str) -> int:
-    return sum(n.capacity for n in nodes_online().filter(model_map__has_key=model)) if model else 0
+    if not model:
+        return 0
+    serving = nodes_online().filter(model_map__has_key=model).exclude(unavailable_models__has_key=model)
+    return sum(n.capacity for n in serving)
 
 
 def miner_nodes_overview(*, miner) -> list[dict]:

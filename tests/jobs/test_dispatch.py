@@ -518,7 +518,7 @@ def test_a_result_that_frees_a_slot_places_the_waiting_job_there_without_a_worke
     assert len(dispatcher.sent) == asked, "the freed slot asked a worker instead of passing itself"
 
 
-def test_a_model_a_node_says_it_cannot_run_is_not_offered_and_its_miner_sees_why(fake_node):
+def test_a_model_a_node_says_it_cannot_run_is_not_offered_nor_given_to_it(fake_node, alice_api):
     from jobs.catalogue import catalogue
 
     peer = fake_node(models=("echo", "all-MiniLM-L6-v2"))
@@ -527,6 +527,11 @@ def test_a_model_a_node_says_it_cannot_run_is_not_offered_and_its_miner_sees_why
              message="the hello's report was not recorded")
     offered = [entry.model for entry in catalogue()]
     assert "echo" in offered and "all-MiniLM-L6-v2" not in offered, "a model no node can run now is not offered"
+    refused = alice_api.post("/v1/jobs", {"model": "all-MiniLM-L6-v2", "input": {"text": "x"}}, format="json")
+    assert refused.status_code == 422 and "no node" in refused.json()["error"]["detail"], refused.json()
+    echo = alice_api.post("/v1/jobs", {"model": "echo", "input": "x"}, format="json")
+    assert echo.status_code == 201
+    assert peer.receive_type("job")["job_id"] == echo.json()["job_id"], "the node still gets what it can run"
     peer.close()
 
     again = fake_node(models=("echo", "all-MiniLM-L6-v2"))
