@@ -72,6 +72,8 @@ class Node(models.Model):
     running_attempts = models.JSONField(default=list, blank=True)
     # models it advertises and said (in its hello) it cannot run now, each with why: not offered
     unavailable_models = models.JSONField(default=dict, blank=True)
+    # each GPU's figures in its last heartbeat (busy percent, memory, temperature), where it reports them
+    gpu_stats = models.JSONField(default=list, blank=True)
     # failures it caused since its last success: each halves the slots it is given (at least one)
     strikes = models.PositiveSmallIntegerField(default=0)
 

@@ -208,9 +208,30 @@ def node_detach(*, node_pk: int, channel_name: str) -> None:
     Node.objects.filter(pk=node_pk, channel_name=channel_name).update(channel_name="")
 
 
-def node_beat(*, node_pk: int, running: list[list] | None = None) -> None:
-    """A heartbeat on the socket, with the attempts the node says it runs: one statement."""
-    Node.objects.filter(pk=node_pk).update(last_heartbeat_at=timezone.now(), running_attempts=running or [])
+GPU_STAT_FIELDS = ("index", "utilization_percent", "memory_used_mib", "memory_total_mib", "temperature_c")
+MAX_GPUS = 64
+
+
+def gpu_stats_check(gpus) -> list[dict]:
+    """What a heartbeat says of each GPU, kept to whole numbers (or None) under the known names."""
+    if not isinstance(gpus, list):
+        raise NodeRequestInvalid("gpus must be a list")
+    checked = []
+    for gpu in gpus[:MAX_GPUS]:
+        if not isinstance(gpu, dict):
+            raise NodeRequestInvalid("each of gpus must be an object")
+        checked.append({name: gpu[name] if isinstance(gpu.get(name), int) and not isinstance(gpu.get(name), bool)
+                        else None for name in GPU_STAT_FIELDS})
+    return checked
+
+
+def node_beat(*, node_pk: int, running: list[list] | None = None, gpus: list[dict] | None = None) -> None:
+    """A heartbeat on the socket, with the attempts the node says it runs (and, where it reports
+    them, its GPUs' figures): one statement."""
+    fields = {"last_heartbeat_at": timezone.now(), "running_attempts": running or []}
+    if gpus is not None:
+        fields["gpu_stats"] = gpus
+    Node.objects.filter(pk=node_pk).update(**fields)
 
 
 # far above any real price, and far below what a wei column holds

@@ -9,7 +9,7 @@ with a ``type``:
 node → marketplace
   hello      {capacity, running, results, transport_keys, unavailable?}: first frame after connecting
              (unavailable: model → why the node cannot run it now)
-  heartbeat  {running, free, transport_keys?}
+  heartbeat  {running, free, transport_keys?, gpus?}: gpus, each GPU's figures where nvidia-smi gives them
   accepted   {job_id, attempt, node_job_id}: the job started on the node
   refused    {job_id, attempt, code, error}: the node will not run it
   output     {job_id, attempt, data}: a chunk of the last container's output

@@ -53,7 +53,7 @@ class Outcome:
 # what settling never reads of the node: its JSON columns cost more to decode than the rest of
 # the row (a busy node's running list is a hundred attempts long)
 _NODE_UNREAD = ("containers", "model_map", "gpus", "hardware", "transport_keys", "last_heartbeat", "running_attempts",
-                "unavailable_models")
+                "unavailable_models", "gpu_stats")
 _JOB_ROW = RowLoader(Job, "j")
 _NODE_ROW = RowLoader(Node, "n", leave_out=_NODE_UNREAD)
 

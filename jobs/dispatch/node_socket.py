@@ -40,7 +40,7 @@ from marketplace import live_bus
 from marketplace.consumers import DirectDispatch
 from nodes.exceptions import NodeAuthenticationFailed, NodeRequestInvalid
 from nodes.models import Node
-from nodes.services import node_attach, node_authenticate, node_beat, node_detach, node_heartbeat
+from nodes.services import gpu_stats_check, node_attach, node_authenticate, node_beat, node_detach, node_heartbeat
 from wire.frames import NODE_TYPES, SOCKET_PATH, FrameError, attempt_key, decode_frame, encode_frame
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,8 @@ class NodeSocketConsumer(DirectDispatch, AsyncWebsocketConsumer):
         # only attempts this socket was given or the hello proved: a node vouches for its own
         running = sorted([job_id, number] for job_id, number in _attempt_keys(_listed(frame, "running"))
                          if (job_id, number) in self.attempts)
-        await _off_thread(node_beat)(node_pk=self.node_pk, running=running)
+        gpus = gpu_stats_check(frame["gpus"]) if "gpus" in frame else None
+        await _off_thread(node_beat)(node_pk=self.node_pk, running=running, gpus=gpus)
 
     def _report(self, frame: dict) -> None:
         node = Node.objects.get(pk=self.node_pk)

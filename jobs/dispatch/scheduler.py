@@ -64,7 +64,8 @@ class SchedulePass:
 
 # the reads of a pass are written out: the ORM's compiling of them cost several times their
 # execution, once per job (marketplace.rows)
-_NODE_ROW = RowLoader(Node, "n", leave_out=("hardware", "transport_keys", "last_heartbeat", "running_attempts"))
+_NODE_ROW = RowLoader(Node, "n", leave_out=("hardware", "transport_keys", "last_heartbeat", "running_attempts",
+                                             "gpu_stats"))
 _JOB_ROW = RowLoader(Job, "j")
 # nodes.selectors.nodes_online, in SQL
 _ONLINE = "n.approval = %s AND n.last_heartbeat_at >= %s AND n.channel_name <> ''"

@@ -28,6 +28,12 @@ def percent(fraction) -> str:
 
 
 @register.filter
+def memory_mib(mib) -> str:
+    """Memory in MiB as people read it: "812 MiB", "79.6 GiB"."""
+    return f"{mib} MiB" if mib < 1024 else f"{mib / 1024:.1f} GiB"
+
+
+@register.filter
 def pretty_json(value) -> str:
     import json
 

@@ -116,6 +116,44 @@ def _gpu(name: str, total_mib: int, used_mib: int, device: int, driver: str = ""
     }
 
 
+TELEMETRY_QUERY = "--query-gpu=index,utilization.gpu,memory.used,memory.total,temperature.gpu"
+_TELEMETRY_FIELDS = ("index", "utilization_percent", "memory_used_mib", "memory_total_mib", "temperature_c")
+
+
+def _number(text: str) -> int | None:
+    try:
+        return round(float(text))
+    except ValueError:
+        return None  # "[N/A]", "[Not Supported]": a figure this GPU does not report
+
+
+def parse_gpu_telemetry(output: str) -> list[dict]:
+    """Parse ``nvidia-smi {TELEMETRY_QUERY} --format=csv,noheader,nounits``: what each GPU is
+    doing now (busy percent, memory in MiB, temperature in °C); a figure it does not report is None."""
+    gpus = []
+    for line in output.strip().splitlines():
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) != len(_TELEMETRY_FIELDS) or _number(parts[0]) is None:
+            continue
+        gpus.append(dict(zip(_TELEMETRY_FIELDS, (_number(part) for part in parts))))
+    return gpus
+
+
+def gpu_telemetry() -> list[dict]:
+    """Each GPU's figures now, for the heartbeat; empty where there is no ``nvidia-smi`` (blocking:
+    call it off the event loop)."""
+    binary = shutil.which("nvidia-smi")
+    if not binary:
+        return []
+    try:
+        result = subprocess.run([binary, TELEMETRY_QUERY, "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("nvidia-smi failed: %s", exc)
+        return []
+    return parse_gpu_telemetry(result.stdout) if result.returncode == 0 else []
+
+
 def _gpus_from_nvidia_smi() -> list[dict] | None:
     binary = shutil.which("nvidia-smi")
     if not binary:

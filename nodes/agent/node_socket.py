@@ -22,6 +22,7 @@ import aiohttp
 
 from nodes.agent.errors import AgentError
 from nodes.agent.guards import parse_job_request
+from nodes.agent.hardware import gpu_telemetry
 from nodes.agent.private import private_job_open
 from wire.frames import MARKET_TYPES, MAX_FRAME_BYTES, SOCKET_PATH, FrameError, attempt_key, decode_frame, encode_frame
 
@@ -175,6 +176,9 @@ class NodeSocket:
                 await asyncio.wait_for(keys_changed.wait(), self._interval)
             frame = {"type": "heartbeat", "running": self._keys(self.running),
                      "free": max(0, self._state.config.capacity - len(self.running))}
+            gpus = await asyncio.get_running_loop().run_in_executor(None, gpu_telemetry)
+            if gpus:
+                frame["gpus"] = gpus
             if keys_changed.is_set():
                 keys_changed.clear()
                 frame["transport_keys"] = self._state.keyring.published()

@@ -538,3 +538,32 @@ def test_a_model_a_node_says_it_cannot_run_is_not_offered_nor_given_to_it(fake_n
     Node.objects.filter(pk=again.node.pk).update(unavailable_models={"all-MiniLM-L6-v2": "not installed"})
     again.connect()  # a hello that reports nothing: it can run everything again (installed since)
     wait_for(lambda: Node.objects.get(pk=again.node.pk).unavailable_models == {}, message="the report stayed")
+
+
+def test_a_nodes_gpu_figures_ride_its_heartbeat_to_the_miner_console(fake_node):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    peer = fake_node()
+    peer.connect()
+    gpus = [{"index": 0, "utilization_percent": 37, "memory_used_mib": 10240, "memory_total_mib": 81920,
+             "temperature_c": 54, "fan": "loud"},
+            {"index": 1, "utilization_percent": None, "memory_used_mib": 812, "memory_total_mib": 81920,
+             "temperature_c": True}]
+    peer.send({"type": "heartbeat", "running": [], "gpus": gpus})
+    wait_for(lambda: Node.objects.get(pk=peer.node.pk).gpu_stats, message="the GPU figures were not recorded")
+    stats = Node.objects.get(pk=peer.node.pk).gpu_stats
+    assert stats[0] == {"index": 0, "utilization_percent": 37, "memory_used_mib": 10240, "memory_total_mib": 81920,
+                        "temperature_c": 54}, "only the known figures, as whole numbers"
+    assert stats[1]["temperature_c"] is None and stats[1]["utilization_percent"] is None
+
+    client = Client()
+    miner = peer.node.miner
+    miner.user = get_user_model().objects.create_user("gpu-miner")
+    miner.save(update_fields=["user"])
+    client.force_login(miner.user)
+    page = client.get("/miner/").content.decode()
+    assert "GPU 0: 37% busy, 10.0 GiB of 80.0 GiB, 54 °C" in page and "GPU 1: busy –, 812 MiB of 80.0 GiB" in page
+
+    peer.send({"type": "heartbeat", "running": [], "gpus": "lots"})
+    assert "gpus must be a list" in peer.receive_type("error")["error"]

@@ -80,3 +80,14 @@ def test_nvidia_smi_lines_that_are_not_gpus_are_skipped():
     assert parse_nvidia_smi("No devices were found\n") == []
     (gpu,) = parse_nvidia_smi("0, Tesla T4, 15360, 0, 535.1\n")
     assert gpu["vram_gb"] == 15.0
+
+
+def test_gpu_figures_from_nvidia_smi_are_parsed_with_what_a_gpu_does_not_report_as_none():
+    from nodes.agent.hardware import parse_gpu_telemetry
+
+    output = "0, 37, 10240, 81559, 54\n1, [N/A], 812, 81559, [Not Supported]\nnot a gpu line\n"
+    assert parse_gpu_telemetry(output) == [
+        {"index": 0, "utilization_percent": 37, "memory_used_mib": 10240, "memory_total_mib": 81559, "temperature_c": 54},
+        {"index": 1, "utilization_percent": None, "memory_used_mib": 812, "memory_total_mib": 81559,
+         "temperature_c": None},
+    ]
