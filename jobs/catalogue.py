@@ -72,7 +72,3 @@ def catalogue() -> list[CatalogueEntry]:
                                       rate_wei_per_second=min(rates), typical_price_wei=typical.price_wei,
                                       median_seconds=median))
     return entries
-
-
-def catalogue_entry(model: str) -> CatalogueEntry | None:
-    return next((entry for entry in catalogue() if entry.model == model), None)

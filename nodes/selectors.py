@@ -90,11 +90,17 @@ def no_candidate_reason(*, model: str, containers: list[str], gpu_type: str, gpu
     return "every node that can run this job is busy; it waits for a free slot"
 
 
+def _online_serving(model: str) -> QuerySet[Node]:
+    return nodes_online().filter(model_map__has_key=model).exclude(unavailable_models__has_key=model)
+
+
 def node_capacity_for(*, model: str) -> int:
-    if not model:
-        return 0
-    serving = nodes_online().filter(model_map__has_key=model).exclude(unavailable_models__has_key=model)
-    return sum(n.capacity for n in serving)
+    return sum(n.capacity for n in _online_serving(model)) if model else 0
+
+
+def model_runs_online(*, model: str) -> bool:
+    """Some online node runs the model now (one indexed read; the catalogue prices them all)."""
+    return bool(model) and _online_serving(model).exists()
 
 
 def miner_nodes_overview(*, miner) -> list[dict]:

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from billing.exceptions import InsufficientFunds
 from billing.ledger import account_for_customer
 from jobs.exceptions import JobNotFound
-from jobs.catalogue import catalogue, catalogue_entry
+from jobs.catalogue import catalogue
 from jobs.models import ACTIVE, BillingStatus, Job, JobStatus, Priority
 from jobs.selectors import job_get_for_customer, jobs_of_customer, jobs_page, usage_by_day
 from jobs.services.lifecycle import job_cancel
@@ -31,6 +31,7 @@ from marketplace.templatetags.market import readable_wei
 from marketplace.web.access import customer_required
 from marketplace.web.charts import daily_wei_chart
 from marketplace.web.forms import ApiKeyCreateForm, JobFilterForm, JobSubmitForm
+from nodes.selectors import model_runs_online
 
 CHART_DAYS = 30
 JOBS_PER_PAGE = 25
@@ -210,7 +211,7 @@ def model_quote(request, customer, model: str):
     priority = request.GET.get("priority", Priority.NORMAL)
     if priority not in Priority.values:
         return _problem(400, "invalid_query", f"priority must be one of {', '.join(Priority.values)}")
-    if catalogue_entry(model) is None:
+    if not model_runs_online(model=model):
         return _problem(404, "model_not_found", f"no online node runs {model!r} now")
     quote = job_quote(_form_spec(model=model, job_input="", priority=priority)).quote
     return JsonResponse({
