@@ -87,6 +87,63 @@ async def market_job(session: aiohttp.ClientSession, rest_url: str, stream_url: 
         raise RuntimeError(f"job {job_id} ended {final}")
 
 
+async def market_submit(session: aiohttp.ClientSession, rest_url: str, key: str) -> str:
+    """A submit alone (the job runs; nobody watches it): the job's id."""
+    async with session.post(f"{rest_url}/v1/jobs", json={"model": "echo", "input": "ping"},
+                            headers={"Authorization": f"Bearer {key}"}) as r:
+        body = await r.read()
+        if r.status != 201:
+            raise RuntimeError(f"submit refused: {r.status} {body[:300]!r}")
+        return json.loads(body)["job_id"]
+
+
+async def finished_stream(session: aiohttp.ClientSession, stream_url: str, key: str, job_id: str) -> None:
+    """The event stream of a job that has ended: the request's own cost (one final event, then the end)."""
+    async with session.get(f"{stream_url}/v1/jobs/{job_id}/events",
+                           headers={"Authorization": f"Bearer {key}"}) as events:
+        body = await events.read()
+        if events.status != 200 or b'"completed"' not in body:
+            raise RuntimeError(f"events of a finished job: {events.status} {body[:300]!r}")
+
+
+async def run_finished_job(rest_url: str, stream_url: str, key: str) -> str:
+    async with aiohttp.ClientSession() as session:
+        job_id = await market_submit(session, rest_url, key)
+        for _ in range(200):
+            async with session.get(f"{rest_url}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"}) as r:
+                if (await r.json()).get("status") == "completed":
+                    return job_id
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"job {job_id} did not complete")
+
+
+def submits_drained(rest_url: str, key: str, concurrency: int, jobs: int):
+    """Submits alone, then the wait for the last of them to end: the phase holds all their work."""
+    submitted: list[str] = []
+
+    async def submit(session):
+        submitted.append(await market_submit(session, rest_url, key))
+
+    async def drain() -> None:
+        async with aiohttp.ClientSession() as session:
+            for job_id in submitted[-concurrency:]:
+                for _ in range(600):
+                    async with session.get(f"{rest_url}/v1/jobs/{job_id}",
+                                           headers={"Authorization": f"Bearer {key}"}) as r:
+                        if (await r.json()).get("status") in FINAL:
+                            break
+                    await asyncio.sleep(0.02)
+
+    def work():
+        asyncio.run(run_clients([submit] * concurrency, concurrency))  # warm
+        asyncio.run(drain())
+        started = time.perf_counter()
+        latencies, _ = asyncio.run(run_clients([submit] * concurrency, jobs))
+        asyncio.run(drain())
+        return latencies, time.perf_counter() - started
+    return work
+
+
 async def run_sequential(call, jobs: int) -> list[float]:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         latencies = []
@@ -505,6 +562,9 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=5, help="background CPU and SQL with no jobs")
     parser.add_argument("--history", type=int, default=0,
                         help="finished jobs put in the database before measuring (services only)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also measure, at --concurrency clients, a submit alone (the job runs unwatched) "
+                             "and the event stream of a finished job alone")
     parser.add_argument("--pg-log", default="/var/log/postgresql/postgresql-15-main.log")
     args = parser.parse_args()
 
@@ -556,6 +616,15 @@ def main() -> None:
                 measure(system, f"market: {args.concurrency} customers x 1 client", f"{args.concurrency}cust",
                         clients([(lambda s, k=k: market_job(s, rest, stream, k)) for k in keys]), args.jobs),
             ]
+            if args.breakdown:
+                finished = asyncio.run(run_finished_job(rest, stream, key))
+                phases += [
+                    measure(system, f"breakdown: {args.concurrency}c submit only", "submit",
+                            submits_drained(rest, key, args.concurrency, args.jobs), args.jobs),
+                    measure(system, f"breakdown: {args.concurrency}c ended stream", "ended sse",
+                            clients([lambda s: finished_stream(s, stream, key, finished)] * args.concurrency),
+                            args.jobs),
+                ]
             report(system, phases, idle)
             direct, seq = phases[0], phases[1]
             print(f"\nsequential p50: marketplace {ms(statistics.median(seq.latencies))} ms vs agent directly "

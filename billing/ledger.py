@@ -148,24 +148,47 @@ def external_account() -> Account:
 # --- postings ------------------------------------------------------------------------
 
 
-def posting_open(*, kind: str, key: str, job_id: int | None = None, memo: str = "", created_by=None) -> int:
-    """Claim the posting's key; its id, or ``AlreadyPosted`` if the key was used before.
+# a posting's key is claimed by an insert that does nothing if the key was used: a used key costs
+# no savepoint and leaves the surrounding transaction usable (PostgreSQL aborts it on a unique violation)
+_CLAIM = (f"INSERT INTO {LedgerTransaction._meta.db_table} (kind, key, job_id, memo, created_by_id, created_at) "
+          "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id")
 
-    ``ON CONFLICT DO NOTHING``: a used key costs no savepoint and leaves the
-    surrounding transaction usable (PostgreSQL aborts it on a unique violation).
-    """
-    table = LedgerTransaction._meta.db_table
+
+def _claim_params(kind: str, key: str, job_id: int | None, memo: str, created_by) -> list:
+    return [kind, key, job_id, memo[:300], getattr(created_by, "pk", created_by),
+            connection.ops.adapt_datetimefield_value(timezone.now())]
+
+
+def posting_open(*, kind: str, key: str, job_id: int | None = None, memo: str = "", created_by=None) -> int:
+    """Claim the posting's key; its id, or ``AlreadyPosted`` if the key was used before."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (kind, key, job_id, memo, created_by_id, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING RETURNING id",
-            [kind, key, job_id, memo[:300], getattr(created_by, "pk", created_by),
-             connection.ops.adapt_datetimefield_value(timezone.now())],
-        )
+        cursor.execute(_CLAIM, _claim_params(kind, key, job_id, memo, created_by))
         row = cursor.fetchone()
     if row is None:
         raise AlreadyPosted(key)
     return row[0]
+
+
+def posting_apply(*, kind: str, key: str, steps: list, job_id: int | None = None, memo: str = "",
+                  created_by=None) -> tuple[int, int | None]:
+    """Claim the key and apply ``steps`` (as ``moves_apply``): (the posting's id, the index of
+    the first step refused or None). ``AlreadyPosted`` if the key was used before: then no
+    step applied.
+
+    On PostgreSQL the claim and the steps are one statement: every step is conditional on
+    the claim, the entries name the posting it made. A step refused there (its row refused,
+    or does not exist yet) is tried again by ``moves_apply``.
+    """
+    if connection.vendor == "sqlite":
+        posting_id = posting_open(kind=kind, key=key, job_id=job_id, memo=memo, created_by=created_by)
+        return posting_id, moves_apply(posting_id, steps)
+    posting_id, done = _apply_in_one_statement(_claim_params(kind, key, job_id, memo, created_by), steps)
+    if posting_id is None:
+        raise AlreadyPosted(key)
+    if done == len(steps):
+        return posting_id, None
+    refused = moves_apply(posting_id, steps[done:])
+    return posting_id, None if refused is None else done + refused
 
 
 @dataclass(frozen=True)
@@ -237,26 +260,37 @@ def _apply_one_by_one(posting_id: int, steps: list) -> int:
     return len(steps)
 
 
-def _apply_in_one_statement(posting_id: int, steps: list) -> int:
+def _apply_in_one_statement(posting, steps: list):
+    """The steps in one statement: how many applied. ``posting`` is the posting's id, or the
+    parameters of its claim (``_CLAIM``) to make in the same statement: then (its id or None
+    if the key was used, how many applied)."""
+    claiming = isinstance(posting, list)
     ctes, params, writes, write_params = [], [], [], []
+    if claiming:
+        ctes.append(f"p AS ({_CLAIM})")
+        params += posting
     for index, step in enumerate(steps):
-        after = f" AND EXISTS (SELECT 1 FROM s{index - 1})" if index else ""
+        before = f"s{index - 1}" if index else ("p" if claiming else "")
+        after = f" AND EXISTS (SELECT 1 FROM {before})" if before else ""
         sql, step_params = _key_sql(step) if isinstance(step, KeyMove) else _account_sql(step)
         ctes.append(f"s{index} AS ({sql}{after} RETURNING {'api_key_id' if isinstance(step, KeyMove) else 'id'} AS id)")
         params += step_params
         if isinstance(step, Move):
             values = ", ".join("(%s, %s::numeric)" for _ in step.entries)
-            writes.append(f"SELECT %s::bigint, s{index}.id, e.bucket, e.amount FROM s{index}, "
+            posting_ref, joined = ("p.id", "p, ") if claiming else ("%s::bigint", "")
+            writes.append(f"SELECT {posting_ref}, s{index}.id, e.bucket, e.amount FROM {joined}s{index}, "
                           f"(VALUES {values}) AS e (bucket, amount)")
-            write_params += [posting_id, *[value for entry in step.entries for value in entry]]
+            write_params += [*([] if claiming else [posting]), *[value for entry in step.entries for value in entry]]
     if writes:
         ctes.append(f"written AS (INSERT INTO {LedgerEntry._meta.db_table} (transaction_id, account_id, bucket, "
                     f"amount_wei) {' UNION ALL '.join(writes)})")
         params += write_params
-    counted = " + ".join(f"(SELECT count(*) FROM s{index})" for index in range(len(steps)))
+    counted = " + ".join(f"(SELECT count(*) FROM s{index})" for index in range(len(steps))) or "0"
+    selected = f"(SELECT id FROM p), {counted}" if claiming else counted
     with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(ctes)} SELECT {counted}", params)
-        return cursor.fetchone()[0]
+        cursor.execute(f"WITH {', '.join(ctes)} SELECT {selected}", params)
+        row = cursor.fetchone()
+    return (row[0], row[1]) if claiming else row[0]
 
 
 def _key_sql(step: KeyMove) -> tuple[str, list]:
@@ -385,8 +419,8 @@ def post(*, kind: str, key: str, moves: list[Move], job_id: int | None = None, m
     if sum(amount for move in moves for _, amount in move.entries) != 0:
         raise ValueError("a ledger posting must balance to zero")
     with transaction.atomic():
-        posting_id = posting_open(kind=kind, key=key, job_id=job_id, memo=memo, created_by=created_by)
-        refused = moves_apply(posting_id, moves)
+        posting_id, refused = posting_apply(kind=kind, key=key, steps=moves, job_id=job_id, memo=memo,
+                                            created_by=created_by)
         if refused is not None:
             available = int(_account(moves[refused].owner).available_wei)
             raise InsufficientFunds(f"not enough available balance: {max(available, 0)} wei available")

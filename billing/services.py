@@ -190,10 +190,10 @@ def funds_reserve(*, customer, api_key, amount: int, posting_key: str, month: da
         budget = None if api_key.budget_wei is None else int(api_key.budget_wei)
         steps.insert(0, KeyMove(api_key.pk, jobs=1, spent=amount, job_limit=api_key.max_concurrent_jobs, budget=budget))
     with transaction.atomic(savepoint=False):
-        posting_id = ledger.posting_open(kind=LedgerTransaction.Kind.RESERVE, key=posting_key, job_id=job_id)
+        posting_id, refused = ledger.posting_apply(kind=LedgerTransaction.Kind.RESERVE, key=posting_key, steps=steps,
+                                                   job_id=job_id)
         done = 0
         for _ in range(MOVE_TRIES):
-            refused = ledger.moves_apply(posting_id, steps[done:])
             if refused is None:
                 return
             done += refused
@@ -203,6 +203,7 @@ def funds_reserve(*, customer, api_key, amount: int, posting_key: str, month: da
                                      month=month)
             if error is not None:
                 raise error
+            refused = ledger.moves_apply(posting_id, steps[done:])
         raise InsufficientFunds("the account changed while this job was being reserved; try again")
 
 
@@ -304,16 +305,17 @@ def funds_close(*, settlement: Settlement, customer_id: int, api_key_id: int | N
         moves += [Move(miner_owner(miner_id), available=settlement.payout_wei),
                   Move(PLATFORM, available=settlement.fee_wei)]
     kind = LedgerTransaction.Kind.SETTLE if settlement.status == SETTLED else LedgerTransaction.Kind.RELEASE
+    steps = [KeyMove(api_key_id, jobs=-1, spent=charged - reserved)] if api_key_id is not None else []
     with transaction.atomic(savepoint=False):
         try:
-            posting_id = ledger.posting_open(kind=kind, key=posting_key, job_id=job_id, memo=memo)
+            _, refused = ledger.posting_apply(kind=kind, key=posting_key, steps=steps + moves, job_id=job_id, memo=memo)
         except AlreadyPosted:
-            posting_id = None  # raised below, outside the block: a used key spoils no transaction
+            used = True  # raised below, outside the block: a used key spoils no transaction
         else:
-            steps = [KeyMove(api_key_id, jobs=-1, spent=charged - reserved)] if api_key_id is not None else []
-            if ledger.moves_apply(posting_id, steps + moves) is not None:
+            used = False
+            if refused is not None:
                 raise InsufficientFunds(f"the reservation of {reserved} wei is not held on the account")
-    if posting_id is None:
+    if used:
         raise AlreadyPosted(posting_key)
 
 

@@ -13,7 +13,7 @@ import logging
 import dramatiq
 from django.conf import settings
 
-from jobs.dispatch.scheduler import schedule
+from jobs.dispatch.scheduler import free_slot_exists, schedule
 from marketplace.shared_cache import cache_add, cache_delete_many
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ def schedule_here() -> None:
     the rest to a worker's pass (``schedule_soon``): the job is committed and queued whatever
     happens here."""
     try:
+        if not free_slot_exists():
+            return  # every slot is busy: the one that frees first runs the pass this job needs
         done = schedule(wait=True)
     except Exception:  # the caller's own work is committed and answered: a worker retries
         log.exception("a scheduler pass failed; a worker's pass takes over")

@@ -4,9 +4,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from marketplace.rows import RowLoader, quoted
 from nodes.models import Node
 
 
@@ -35,16 +37,42 @@ def model_is_known(*, model: str = "", containers: list[str] | None = None) -> b
     return approved.filter(model_map__has_key=model).exclude(unavailable_models__has_key=model).exists()
 
 
+# the columns node_offers_fitting reads (it runs on every submit: written out, see marketplace.rows)
+_OFFER_ROW = RowLoader(Node, "n", leave_out=tuple(
+    f.name for f in Node._meta.concrete_fields
+    if f.name not in ("id", "gpu_type", "gpu_count", "price_per_second_wei", "containers", "model_map",
+                      "unavailable_models")))
+
+
 def node_offers_fitting(*, model: str, containers: list[str], gpu_type: str, gpu_count: int,
                         min_vram_gb: float) -> list[tuple[str, int, int]]:
     """(gpu_type, gpu_count, asked price) of every approved node, online or not, that serves the
     job and meets its hardware: the nodes its quote and reservation must answer for."""
-    queryset = _meeting(Node.objects.filter(approval=Node.Approval.APPROVED), model=model, containers=containers,
-                        gpu_type=gpu_type, gpu_count=gpu_count, min_vram_gb=min_vram_gb)
+    conditions, params = ["n.approval = %s", "n.gpu_count >= %s"], [Node.Approval.APPROVED, gpu_count]
+    if gpu_type:
+        conditions.append("n.gpu_type = %s")
+        params.append(gpu_type)
+    if min_vram_gb:
+        conditions.append("n.vram_gb >= %s")
+        params.append(min_vram_gb)
+    if not containers:
+        # the model's nodes in SQL; a chain's containers are checked in Python (_serves)
+        conditions.append(f"{_has_key('n.model_map')} AND NOT {_has_key('n.unavailable_models')}")
+        params += [model, model]
+    sql = f"SELECT {_OFFER_ROW.columns} FROM {quoted(Node._meta.db_table)} n WHERE {' AND '.join(conditions)}"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        nodes = [_OFFER_ROW.build(row) for row in cursor.fetchall()]
     return [(node.gpu_type, node.gpu_count, int(node.price_per_second_wei))
-            for node in queryset.only("gpu_type", "gpu_count", "price_per_second_wei", "containers", "model_map",
-                                      "unavailable_models")
-            if _serves(node, model, containers)]
+            for node in nodes if _serves(node, model, containers)]
+
+
+def _has_key(column: str) -> str:
+    """SQL: the JSON object in ``column`` has the key given as the next parameter (``_json_key``)."""
+    if connection.vendor == "postgresql":
+        return f"({column} ? %s)"
+    # the keys themselves, not a JSON path: a path cannot name a key with a double quote in it
+    return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.key = %s)"
 
 
 def _meeting(queryset: QuerySet[Node], *, model: str, containers: list[str], gpu_type: str, gpu_count: int,

@@ -354,3 +354,41 @@ def test_a_node_is_not_paid_for_more_time_than_it_has_had_the_job(alice, alice_a
     job = complete(job, echo_node, duration_ms=500_000)  # it signs 500 s after having it for 5
     assert 100 + RATE * 5 <= int(job.charged_price_wei) <= 100 + RATE * 7
     assert conservation_holds()
+
+
+def test_each_money_step_is_one_statement_on_postgresql(alice, alice_api, echo_node):
+    """A reservation and a settlement claim their posting key, move every row and write the
+    entries in one statement: no round trip between claiming the key and holding the rows."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.exceptions import AlreadyPosted
+    from billing.ledger import month_of
+    from billing.services import funds_close, funds_reserve, settlement_price
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite moves each row by compare-and-swap")
+    account_for_miner(echo_node.miner)  # the miner's row exists, as it does after its first payout
+    platform_account()
+    key = alice_api.api_key.api_key
+    month = month_of(timezone.now())
+    # the key's spend row is made by its first reservation: the steady state is measured
+    funds_reserve(customer=alice, api_key=key, amount=7, posting_key="reserve:first", month=month)
+    before = account(alice)
+    with CaptureQueriesContext(connection) as reserving:
+        funds_reserve(customer=alice, api_key=key, amount=5000, posting_key="reserve:one-statement", month=month)
+    settlement = settlement_price(reserved_wei=5000, duration_ms=1000, policy_version=None, model="echo",
+                                  gpu_type="cpu", gpu_count=0, priority="normal")
+    with CaptureQueriesContext(connection) as settling:
+        funds_close(settlement=settlement, customer_id=alice.pk, api_key_id=key.pk, miner_id=echo_node.miner_id,
+                    month=month, posting_key="close:one-statement")
+    assert (len(reserving.captured_queries), len(settling.captured_queries)) == (1, 1)
+    assert account(alice) == (before[0] - settlement.charged_wei, before[1])
+    assert int(account_for_miner(echo_node.miner).available_wei) == settlement.payout_wei
+    # a used key moves nothing, and says so
+    with pytest.raises(AlreadyPosted):
+        funds_close(settlement=settlement, customer_id=alice.pk, api_key_id=key.pk, miner_id=echo_node.miner_id,
+                    month=month, posting_key="close:one-statement")
+    assert account(alice) == (before[0] - settlement.charged_wei, before[1])
+    assert LedgerTransaction.objects.filter(key__in=["reserve:one-statement", "close:one-statement"]).count() == 2
+    assert conservation_holds()

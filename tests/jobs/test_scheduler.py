@@ -378,3 +378,33 @@ def test_with_the_broker_down_a_submit_whose_pass_fails_still_answers_201_and_th
     assert len(tries) == 2, "each request tried the broker: a failed send holds nothing back"
     jobs_watch()
     assert Job.objects.get(public_id=response.json()["job_id"]).node_id == node.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_arrives_while_every_slot_is_busy_costs_one_read_and_no_pass(frames):
+    from django.test.utils import CaptureQueriesContext
+
+    from jobs.dispatch.scheduler import free_slot_exists
+    from jobs.tasks import schedule_here
+
+    node = factories.node(capacity=8)
+    factories.node(capacity=2, online=False)  # free, but gone: no slot
+    queue(20)
+    assert schedule().assigned == 8
+    assert not free_slot_exists()
+    with CaptureQueriesContext(connection) as queries:
+        schedule_here()  # the arrival of a ninth job: no pass, no lock taken
+    assert len(queries.captured_queries) == 1 and "FOR UPDATE" not in queries.captured_queries[0]["sql"]
+    assert Job.objects.filter(status=JobStatus.ASSIGNED).count() == 8
+    # a slot frees: the next arrival's pass fills it
+    Job.objects.filter(pk=Job.objects.filter(status=JobStatus.ASSIGNED).first().pk).update(status=JobStatus.COMPLETED)
+    assert free_slot_exists()
+    schedule_here()
+    assert Job.objects.filter(status=JobStatus.ASSIGNED, node=node).count() == 8
+    # strikes count as the scheduler counts them: capacity 8 with two strikes is two slots
+    Job.objects.filter(status=JobStatus.ASSIGNED).update(status=JobStatus.COMPLETED)
+    Node.objects.filter(pk=node.pk).update(strikes=2)
+    assert schedule().assigned == 2 and not free_slot_exists()
+    Node.objects.filter(pk=node.pk).update(strikes=40)  # never fewer than one slot
+    Job.objects.filter(status=JobStatus.ASSIGNED).update(status=JobStatus.COMPLETED)
+    assert free_slot_exists() and schedule().assigned == 1 and not free_slot_exists()
