@@ -13,7 +13,7 @@ import logging
 import dramatiq
 from django.conf import settings
 
-from jobs.dispatch.scheduler import free_slot_exists, schedule
+from jobs.dispatch.scheduler import free_slot_exists, schedule, slots_may_be_full
 from marketplace.shared_cache import cache_add, cache_delete_many
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def schedule_here() -> None:
     the rest to a worker's pass (``schedule_soon``): the job is committed and queued whatever
     happens here."""
     try:
-        if not free_slot_exists():
+        if slots_may_be_full() and not free_slot_exists():
             return  # every slot is busy: the one that frees first runs the pass this job needs
         done = schedule(wait=True)
     except Exception:  # the caller's own work is committed and answered: a worker retries

@@ -198,6 +198,16 @@ def _slots_sql() -> str:
     return f"{greatest}(1, n.capacity >> {least}(n.strikes, 16))"
 
 
+# what this process's last pass left: whether some slot it saw stayed free (a hint, read without a lock)
+_last_pass_left_a_slot = True
+
+
+def slots_may_be_full() -> bool:
+    """Whether this process's last pass used every slot it saw (or saw none): only then is a read
+    of the free slots (``free_slot_exists``) before the next pass worth its cost."""
+    return not _last_pass_left_a_slot
+
+
 def free_slot_exists() -> bool:
     """Whether some connected node has a slot free now: one read, no lock, so that a job that
     arrives while every slot is busy costs no pass (a pass locks the nodes and counts again).
@@ -228,10 +238,12 @@ def schedule(*, limit: int = BATCH, wait: bool = False) -> SchedulePass:
     other lock, and a pass holds the nodes for a few statements) never meets one; a worker's
     pass skips them and says so.
     """
+    global _last_pass_left_a_slot
     assigned = 0
     with transaction.atomic():
         slots, contended = _open_slots(wait)
         if not slots:
+            _last_pass_left_a_slot = False
             return SchedulePass(0, contended)
         for job in _queued_pages(slots, limit):
             fitting = sorted((s for s in slots if s.free > 0 and _fits(job, s)), key=_Slots.order)
@@ -244,4 +256,5 @@ def schedule(*, limit: int = BATCH, wait: bool = False) -> SchedulePass:
                 assigned += 1
             if not any(s.free > 0 for s in slots):
                 break
+    _last_pass_left_a_slot = any(s.free > 0 for s in slots)
     return SchedulePass(assigned, contended, full=assigned >= limit)

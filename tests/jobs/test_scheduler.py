@@ -381,16 +381,26 @@ def test_with_the_broker_down_a_submit_whose_pass_fails_still_answers_201_and_th
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_job_that_arrives_while_every_slot_is_busy_costs_one_read_and_no_pass(frames):
+def test_a_job_that_arrives_while_every_slot_is_busy_costs_one_read_and_no_pass(frames, monkeypatch):
+    """Once a pass has used every slot it saw, the next arrival reads whether a slot is free
+    before it locks anything; while slots are left, it goes straight to the pass."""
     from django.test.utils import CaptureQueriesContext
 
     from jobs.dispatch.scheduler import free_slot_exists
     from jobs.tasks import schedule_here
 
+    from jobs.dispatch import scheduler
+
+    monkeypatch.setattr(scheduler, "_last_pass_left_a_slot", True)  # as in a process whose passes left slots
     node = factories.node(capacity=8)
     factories.node(capacity=2, online=False)  # free, but gone: no slot
-    queue(20)
-    assert schedule().assigned == 8
+    queue(1)
+    with CaptureQueriesContext(connection) as queries:
+        schedule_here()  # slots were left at the last pass: straight to the pass, no read first
+    assert Job.objects.filter(status=JobStatus.ASSIGNED).count() == 1
+    assert not [q for q in queries.captured_queries if "j.node_id = n.id" in q["sql"]]
+    queue(19)
+    assert schedule().assigned == 7
     assert not free_slot_exists()
     with CaptureQueriesContext(connection) as queries:
         schedule_here()  # the arrival of a ninth job: no pass, no lock taken
