@@ -15,7 +15,9 @@ from billing.services import (
     withdrawal_pay,
     withdrawal_reject,
 )
+from marketplace.admin_columns import name_column, time_column
 from marketplace.errors import ApiError
+from marketplace.templatetags.market import wei
 
 
 @admin.register(PricingPolicy)
@@ -111,7 +113,14 @@ class LedgerAdjustmentAdmin(admin.ModelAdmin):
     """Deposits and refunds: staff add one with a reason; it posts to the ledger and stays as the record."""
 
     form = LedgerAdjustmentForm
-    list_display = ("created_at", "kind", "customer", "amount_wei", "reason", "created_by")
+    list_display = ("created", "kind", "customer_name", "amount", "reason", "created_by")
+    list_select_related = ("customer", "created_by")
+    created = time_column("created_at", "created")
+    customer_name = name_column("customer", "customer")
+
+    @admin.display(description="amount", ordering="amount_wei")
+    def amount(self, adjustment):
+        return wei(adjustment.amount_wei)
     list_filter = ("kind",)
     fields = ("customer", "kind", "amount_wei", "reason", "job")
     raw_id_fields = ("job",)
@@ -139,7 +148,9 @@ class LedgerAdjustmentAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerTransaction)
 class LedgerTransactionAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "kind", "key", "job", "memo", "created_by")
+    list_display = ("created", "kind", "key", "job", "memo", "created_by")
+    list_select_related = ("job", "created_by")
+    created = time_column("created_at", "created")
     list_filter = ("kind",)
     search_fields = ("key", "memo", "job__public_id")
 

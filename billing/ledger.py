@@ -191,6 +191,11 @@ def posting_apply(*, kind: str, key: str, steps: list, job_id: int | None = None
     return posting_id, None if refused is None else done + refused
 
 
+def posting_exists(key: str) -> bool:
+    """Whether a posting claimed this key (a refund, a deposit: each key posts once)."""
+    return LedgerTransaction.objects.filter(key=key).exists()
+
+
 @dataclass(frozen=True)
 class KeyMove:
     """What an API key's counters gain in a posting, and the limits they must still meet afterwards."""

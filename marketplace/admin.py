@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing.ledger import account_for_customer
+from marketplace.admin_columns import name_column, time_column
 from marketplace.models import ApiKey, Customer, Miner
 from marketplace.services import api_key_create, api_key_revoke, api_keys_forget_cached
 from marketplace.templatetags.market import ether
@@ -18,6 +19,9 @@ admin.site.unregister(User)
 admin.site.site_header = "Inference marketplace: staff console"
 admin.site.site_title = "Marketplace staff"
 admin.site.index_title = "Customers, miners, nodes, jobs and money"
+# the lists get the whole width of a laptop's screen: the index and the breadcrumbs lead everywhere
+# the sidebar did, and with it (and a list's filters) a job's columns scrolled sideways at 1280 px
+admin.site.enable_nav_sidebar = False
 
 
 @admin.register(User)
@@ -108,8 +112,8 @@ class CustomerAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "customer", "name", "rate_limit_per_minute", "rate_limit_per_hour", "max_concurrent_jobs",
-                    "created_at", "last_used_at", "revoked_at")
+    list_display = ("prefix", "customer_name", "name", "limits", "created", "last_used", "revoked")
+    list_select_related = ("customer",)
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "customer__name", "customer__public_id")
     readonly_fields = ("customer", "prefix", "created_at", "last_used_at", "revoked_at")
@@ -120,6 +124,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
         }),
     )
     actions = ["revoke"]
+
+    customer_name = name_column("customer", "customer")
+    created = time_column("created_at", "created")
+    last_used = time_column("last_used_at", "last used")
+    revoked = time_column("revoked_at", "revoked")
+
+    @admin.display(description="limits of its own")
+    def limits(self, api_key):
+        own = [f"{api_key.rate_limit_per_minute} a minute" if api_key.rate_limit_per_minute is not None else "",
+               f"{api_key.rate_limit_per_hour} an hour" if api_key.rate_limit_per_hour is not None else "",
+               f"{api_key.max_concurrent_jobs} at once" if api_key.max_concurrent_jobs is not None else "",
+               "a budget" if api_key.budget_wei is not None else ""]
+        return ", ".join(item for item in own if item) or "the customer's"
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -1,6 +1,7 @@
 """Nodes and enrolment tokens in the staff console: approve, suspend, issue tokens."""
 from django.contrib import admin, messages
 
+from marketplace.admin_columns import name_column, time_column
 from nodes.models import EnrollmentToken, Node
 from nodes.services import enrollment_token_create, enrollment_token_revoke, node_set_approval, runnode_command
 
@@ -11,13 +12,20 @@ NEVER_SHOWN = ("token_hash", "channel_name")
 
 @admin.register(Node)
 class NodeAdmin(admin.ModelAdmin):
-    list_display = ("public_id", "name", "miner", "approval", "online", "gpu_type", "gpu_count", "capacity",
-                    "last_heartbeat_at")
+    list_display = ("public_id", "name", "miner_name", "approval", "online", "gpus", "capacity", "heartbeat")
+    list_select_related = ("miner",)
     list_filter = ("approval", "gpu_type")
     search_fields = ("public_id", "name", "miner__name")
     exclude = NEVER_SHOWN
     readonly_fields = [f.name for f in Node._meta.fields if f.name not in ("approval", "name", *NEVER_SHOWN)]
     actions = ["approve", "suspend"]
+
+    miner_name = name_column("miner", "miner")
+    heartbeat = time_column("last_heartbeat_at", "last heartbeat")
+
+    @admin.display(description="GPUs", ordering="gpu_type")
+    def gpus(self, node):
+        return f"{node.gpu_count} × {node.gpu_type}" if node.gpu_count else (node.gpu_type or "CPU only")
 
     @admin.display(boolean=True)
     def online(self, node):

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.exceptions import AlreadyPosted
-from billing.ledger import month_of
+from billing.ledger import month_of, posting_exists
 from billing.services import (
     SETTLED,
     funds_close,
@@ -23,7 +23,8 @@ from billing.services import (
 from jobs.models import BUDGET_EXHAUSTED, TERMINAL, TIMED_OUT, BillingStatus, Job, JobStatus
 from marketplace.rows import update_where
 
-__all__ = ["job_billing_close", "job_bills_close_ended", "job_funds_reserve", "job_run_seconds"]
+__all__ = ["job_billing_close", "job_bills_close_ended", "job_funds_reserve", "job_refund", "job_refundable",
+           "job_run_seconds"]
 
 
 def job_funds_reserve(*, job: Job) -> None:
@@ -150,7 +151,17 @@ def job_refund(*, job: Job, created_by=None) -> int:
     try:
         with transaction.atomic():
             funds_refund(customer=job.customer, amount=charged, reason=f"refund of job {job.public_id}", job=job,
-                         created_by=created_by, key=f"job-refund:{job.pk}")
+                         created_by=created_by, key=_refund_key(job))
     except AlreadyPosted:
         return 0
     return charged
+
+
+def job_refundable(job: Job) -> bool:
+    """Whether staff may refund it now: charged something, and not refunded yet."""
+    return (job.billing_status == BillingStatus.SETTLED and int(job.charged_price_wei or 0) > 0
+            and not posting_exists(_refund_key(job)))
+
+
+def _refund_key(job: Job) -> str:
+    return f"job-refund:{job.pk}"

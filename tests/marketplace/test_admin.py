@@ -213,6 +213,47 @@ def test_staff_cancel_and_refund_jobs_from_the_job_list_and_the_ledger_shows_it(
     assert conservation_holds() and balances_match_entries()
 
 
+def test_staff_cancel_and_refund_one_job_from_its_own_page(staff, client, alice, alice_api, echo_node):
+    from billing.ledger import account_for_customer, conservation_holds
+    from jobs.models import Job, JobStatus
+    from jobs.services.lifecycle import job_transition
+
+    queued = Job.objects.get(public_id=alice_api.post("/v1/jobs", {"model": "echo", "input": 1}, format="json").json()["job_id"])
+    page = staff.get(f"/admin/jobs/job/{queued.pk}/change/").content.decode()
+    assert f'action="/admin/jobs/job/{queued.pk}/cancel/"' in page and "Refund charge" not in page
+    assert staff.get(f"/admin/jobs/job/{queued.pk}/cancel/").status_code == 405  # a GET changes nothing
+    response = staff.post(f"/admin/jobs/job/{queued.pk}/cancel/", follow=True)
+    assert f"Cancelled {queued.public_id}." in response.content.decode()
+    queued.refresh_from_db()
+    assert queued.status == JobStatus.CANCELLED and queued.status_reason == "cancelled by staff (root)"
+    assert "Cancel job" not in staff.get(f"/admin/jobs/job/{queued.pk}/change/").content.decode()
+    again = staff.post(f"/admin/jobs/job/{queued.pk}/cancel/", follow=True).content.decode()
+    assert "already ended (cancelled): nothing to cancel" in again
+
+    done = Job.objects.get(public_id=alice_api.post("/v1/jobs", {"model": "echo", "input": 2}, format="json").json()["job_id"])
+    ran_from = timezone.now() - timedelta(seconds=2)
+    Job.objects.filter(pk=done.pk).update(status=JobStatus.RUNNING, node=echo_node, attempt_count=1,
+                                          assigned_at=ran_from, started_at=ran_from)
+    done.refresh_from_db()
+    assert job_transition(job=done, expected=JobStatus.RUNNING, new_status=JobStatus.COMPLETED, reason="done",
+                          receipt={"body": {"duration_ms": "1500"}}, receipt_verified=True)
+    done.refresh_from_db()
+    charged, before = int(done.charged_price_wei), int(account_for_customer(alice).available_wei)
+    page = staff.get(f"/admin/jobs/job/{done.pk}/change/").content.decode()
+    assert f'action="/admin/jobs/job/{done.pk}/refund/"' in page and "Cancel job" not in page
+    response = staff.post(f"/admin/jobs/job/{done.pk}/refund/", follow=True).content.decode()
+    assert f"({charged} wei) to alice" in response
+    assert "Refund charge" not in staff.get(f"/admin/jobs/job/{done.pk}/change/").content.decode()
+    assert "refunded before" in staff.post(f"/admin/jobs/job/{done.pk}/refund/", follow=True).content.decode()
+    assert int(account_for_customer(alice).available_wei) == before + charged, "refunded once"
+    assert conservation_holds()
+    assert staff.post("/admin/jobs/job/999999/refund/").status_code == 404
+    # someone who is not signed in as staff is sent to sign in; nothing moves
+    client.logout()
+    assert client.post(f"/admin/jobs/job/{done.pk}/refund/").status_code == 302
+    assert int(account_for_customer(alice).available_wei) == before + charged
+
+
 def test_a_customers_page_shows_their_money_the_limits_in_force_and_a_deposit_action(staff, alice):
     page = staff.get(f"/admin/marketplace/customer/{alice.pk}/change/").content.decode()
     assert "1000 ETH balance" in page and "0 ETH reserved" in page
