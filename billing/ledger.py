@@ -6,11 +6,11 @@ standing for the outside world, customers' balances and reservations plus miners
 payouts plus platform fees equal deposits minus withdrawals at every commit.
 
 No lock is held across round trips. A posting is: claim its key (an insert that
-does nothing if the key was used), then one conditional statement per account row
-that moves the buckets and counters only if the row still allows it
-(``available >= amount``, ``active_jobs < limit`` ...) and writes that row's entries
-in the same statement; a row refused (no row changed) makes the caller roll the
-whole posting back. A row is locked from its statement to the commit, so a
+does nothing if the key was used), then a conditional update per account row that
+moves the buckets and counters only if the row still allows it (``available >=
+amount``, ``active_jobs < limit`` ...) and writes that row's entries; on PostgreSQL
+the claim, every row and every entry are one statement. A row refused (no row
+changed) makes the caller roll the whole posting back. A row is locked from its statement to the commit, so a
 customer's jobs never queue behind a transaction that reads, thinks and writes.
 
 Rows are always touched in one order, so two postings never wait on each other in
@@ -182,7 +182,7 @@ def posting_apply(*, kind: str, key: str, steps: list, job_id: int | None = None
     if connection.vendor == "sqlite":
         posting_id = posting_open(kind=kind, key=key, job_id=job_id, memo=memo, created_by=created_by)
         return posting_id, moves_apply(posting_id, steps)
-    posting_id, done = _apply_in_one_statement(_claim_params(kind, key, job_id, memo, created_by), steps)
+    posting_id, done = _apply_in_one_statement(None, steps, claim=_claim_params(kind, key, job_id, memo, created_by))
     if posting_id is None:
         raise AlreadyPosted(key)
     if done == len(steps):
@@ -265,15 +265,15 @@ def _apply_one_by_one(posting_id: int, steps: list) -> int:
     return len(steps)
 
 
-def _apply_in_one_statement(posting, steps: list):
-    """The steps in one statement: how many applied. ``posting`` is the posting's id, or the
-    parameters of its claim (``_CLAIM``) to make in the same statement: then (its id or None
-    if the key was used, how many applied)."""
-    claiming = isinstance(posting, list)
+def _apply_in_one_statement(posting_id: int | None, steps: list, claim: list | None = None):
+    """The steps in one statement, for the posting ``posting_id``: how many applied. With the
+    parameters of a ``claim`` instead (``_CLAIM``), the posting is made in the same statement
+    and every step is conditional on it: then (its id, or None if the key was used; how many applied)."""
+    claiming = claim is not None
     ctes, params, writes, write_params = [], [], [], []
     if claiming:
         ctes.append(f"p AS ({_CLAIM})")
-        params += posting
+        params += claim
     for index, step in enumerate(steps):
         before = f"s{index - 1}" if index else ("p" if claiming else "")
         after = f" AND EXISTS (SELECT 1 FROM {before})" if before else ""
@@ -285,7 +285,7 @@ def _apply_in_one_statement(posting, steps: list):
             posting_ref, joined = ("p.id", "p, ") if claiming else ("%s::bigint", "")
             writes.append(f"SELECT {posting_ref}, s{index}.id, e.bucket, e.amount FROM {joined}s{index}, "
                           f"(VALUES {values}) AS e (bucket, amount)")
-            write_params += [*([] if claiming else [posting]), *[value for entry in step.entries for value in entry]]
+            write_params += [*([] if claiming else [posting_id]), *[value for entry in step.entries for value in entry]]
     if writes:
         ctes.append(f"written AS (INSERT INTO {LedgerEntry._meta.db_table} (transaction_id, account_id, bucket, "
                     f"amount_wei) {' UNION ALL '.join(writes)})")

@@ -7,10 +7,10 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
 from jobs.exceptions import JobStateConflict
-from marketplace.admin_columns import name_column, time_column
 from jobs.models import ACTIVE, BillingStatus, Job, JobAttempt, JobEvent
 from jobs.services.lifecycle import job_cancel
 from jobs.services.money import job_refund, job_refundable
+from marketplace.admin_columns import name_column, time_column
 from marketplace.templatetags.market import readable_wei
 
 

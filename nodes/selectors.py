@@ -68,7 +68,7 @@ def node_offers_fitting(*, model: str, containers: list[str], gpu_type: str, gpu
 
 
 def _has_key(column: str) -> str:
-    """SQL: the JSON object in ``column`` has the key given as the next parameter (``_json_key``)."""
+    """SQL: the JSON object in ``column`` has the key given as the next parameter."""
     if connection.vendor == "postgresql":
         return f"({column} ? %s)"
     # the keys themselves, not a JSON path: a path cannot name a key with a double quote in it
