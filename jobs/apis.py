@@ -132,10 +132,17 @@ class JobDetailApi(APIView):
         return Response(job_detail(job_cancel(job=job)))
 
 
+DOWNLOAD = 'the result: JSON, or text/plain for a job submitted with output_config {"format": "text"}'
+
+
 class JobDownloadApi(APIView):
     @extend_schema(
         operation_id="jobs_download",
-        responses={200: OpenApiResponse(OpenApiTypes.ANY, description="the result: JSON, or text/plain for format text")},
+        # both media types are documented: a job submitted with output_config {"format": "text"} downloads as text
+        responses={
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.ANY, description=DOWNLOAD),
+            (200, "text/plain"): OpenApiResponse(OpenApiTypes.STR, description=DOWNLOAD),
+        },
     )
     def get(self, request, job_id: str):
         job = job_get_for_customer(customer=request.user.customer, job_id=job_id)

@@ -97,3 +97,11 @@ def test_the_schema_says_estimated_cost_is_a_number_and_its_wei_a_string(schema)
         fields = components[name]["properties"]
         assert fields["estimated_cost"]["type"] == "number", name
         assert fields["estimated_cost_wei"]["type"] == "string", name
+
+
+def test_the_schema_documents_both_media_types_a_download_answers_in(schema):
+    """A job submitted with output_config {"format": "text"} downloads as text/plain (schemathesis found
+    the answer undocumented)."""
+    content = schema["paths"]["/v1/jobs/{job_id}/download"]["get"]["responses"]["200"]["content"]
+    assert set(content) == {"application/json", "text/plain"}
+    assert content["text/plain"]["schema"] == {"type": "string"}
