@@ -22,7 +22,11 @@ enrolled over the node socket. Everything started is removed at the end: process
 the broker queues and the Redis keys of the run's prefix.
 
 Usage: .venv/bin/python bench/dispatch.py [--jobs 200] [--concurrency 16] [--workers 2]
-       [--web runweb|runmarket] [--web-workers N] [--web-threads 4] [--history N] [--pg-log PATH]
+       [--web runweb|runmarket] [--web-workers N] [--web-threads 4] [--history N] [--breakdown] [--pg-log PATH]
+
+--breakdown adds two phases at --concurrency clients: submits alone (the jobs run, nobody watches; the
+phase ends when the last of them has) and the event stream of a job that has ended (the request's own
+cost). Subtracted from the full job, they say how much of it is the watching.
 """
 from __future__ import annotations
 
