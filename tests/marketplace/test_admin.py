@@ -175,6 +175,22 @@ def test_a_published_pricing_version_opens_read_only_and_the_current_one_is_mark
     assert 'alt="True"' in listing, "the current version is marked"
 
 
+def _charged_job(api, node):
+    """A job that ran 1.5 s on ``node`` and completed with a verified receipt: settled, charged."""
+    from jobs.models import Job, JobStatus
+    from jobs.services.lifecycle import job_transition
+
+    done = Job.objects.get(public_id=api.post("/v1/jobs", {"model": "echo", "input": 2}, format="json").json()["job_id"])
+    ran_from = timezone.now() - timedelta(seconds=2)
+    Job.objects.filter(pk=done.pk).update(status=JobStatus.RUNNING, node=node, attempt_count=1,
+                                          assigned_at=ran_from, started_at=ran_from)
+    done.refresh_from_db()
+    assert job_transition(job=done, expected=JobStatus.RUNNING, new_status=JobStatus.COMPLETED, reason="done",
+                          receipt={"body": {"duration_ms": "1500"}}, receipt_verified=True)
+    done.refresh_from_db()
+    return done
+
+
 def test_staff_cancel_and_refund_jobs_from_the_job_list_and_the_ledger_shows_it(staff, alice, alice_api, echo_node):
     from billing.ledger import account_for_customer, balances_match_entries, conservation_holds
     from billing.models import LedgerAdjustment, LedgerTransaction
@@ -187,16 +203,7 @@ def test_staff_cancel_and_refund_jobs_from_the_job_list_and_the_ledger_shows_it(
     assert queued.status == JobStatus.CANCELLED and queued.status_reason == "cancelled by staff (root)"
     assert queued.billing_status == "released", "its reservation went back"
 
-    done = Job.objects.get(public_id=alice_api.post("/v1/jobs", {"model": "echo", "input": 2}, format="json").json()["job_id"])
-    from jobs.services.lifecycle import job_transition
-
-    ran_from = timezone.now() - timedelta(seconds=2)
-    Job.objects.filter(pk=done.pk).update(status=JobStatus.RUNNING, node=echo_node, attempt_count=1,
-                                          assigned_at=ran_from, started_at=ran_from)
-    done.refresh_from_db()
-    assert job_transition(job=done, expected=JobStatus.RUNNING, new_status=JobStatus.COMPLETED, reason="done",
-                          receipt={"body": {"duration_ms": "1500"}}, receipt_verified=True)
-    done.refresh_from_db()
+    done = _charged_job(alice_api, echo_node)
     charged = int(done.charged_price_wei)
     assert done.billing_status == "settled" and charged > 0
     before = int(account_for_customer(alice).available_wei)
@@ -216,7 +223,6 @@ def test_staff_cancel_and_refund_jobs_from_the_job_list_and_the_ledger_shows_it(
 def test_staff_cancel_and_refund_one_job_from_its_own_page(staff, client, alice, alice_api, echo_node):
     from billing.ledger import account_for_customer, conservation_holds
     from jobs.models import Job, JobStatus
-    from jobs.services.lifecycle import job_transition
 
     queued = Job.objects.get(public_id=alice_api.post("/v1/jobs", {"model": "echo", "input": 1}, format="json").json()["job_id"])
     page = staff.get(f"/admin/jobs/job/{queued.pk}/change/").content.decode()
@@ -230,14 +236,7 @@ def test_staff_cancel_and_refund_one_job_from_its_own_page(staff, client, alice,
     again = staff.post(f"/admin/jobs/job/{queued.pk}/cancel/", follow=True).content.decode()
     assert "already ended (cancelled): nothing to cancel" in again
 
-    done = Job.objects.get(public_id=alice_api.post("/v1/jobs", {"model": "echo", "input": 2}, format="json").json()["job_id"])
-    ran_from = timezone.now() - timedelta(seconds=2)
-    Job.objects.filter(pk=done.pk).update(status=JobStatus.RUNNING, node=echo_node, attempt_count=1,
-                                          assigned_at=ran_from, started_at=ran_from)
-    done.refresh_from_db()
-    assert job_transition(job=done, expected=JobStatus.RUNNING, new_status=JobStatus.COMPLETED, reason="done",
-                          receipt={"body": {"duration_ms": "1500"}}, receipt_verified=True)
-    done.refresh_from_db()
+    done = _charged_job(alice_api, echo_node)
     charged, before = int(done.charged_price_wei), int(account_for_customer(alice).available_wei)
     page = staff.get(f"/admin/jobs/job/{done.pk}/change/").content.decode()
     assert f'action="/admin/jobs/job/{done.pk}/refund/"' in page and "Cancel job" not in page

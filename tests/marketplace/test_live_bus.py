@@ -80,8 +80,9 @@ def test_a_subscriber_far_behind_is_told_to_resync_instead_of_growing_without_bo
         prompt = await bus.subscribe("job.slow")
         for n in range(120):
             bus.publish("job.slow", {"n": n})
-        while await _next(prompt) != {"n": 119}:
-            pass
+        last = None
+        while last != {"n": 119}:
+            last = await _next(prompt)
         await prompt.close()
         seen = []
         while not seen or seen[-1] != {"n": 119}:
